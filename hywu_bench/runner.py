@@ -1,0 +1,272 @@
+"""One run: build the scenario, backbone and strategy, train experience by experience, fill R.
+
+    R[i, j] = accuracy on test experience j after training experience i
+    before[j] = accuracy on experience j of the initial (random) backbone, for forward transfer
+
+The shared warm start: the backbone is trained on experience 0 once per (scenario, options, seed,
+backbone, hyperparameters), cached under `<out>/_warmstart/`, and every strategy starts from it. Each
+strategy still sees experience 0 (with zero epochs), so replay fills its buffer, EWC computes its
+importances and HY-WU stores its anchors from it; row 0 of R is then the same for every strategy, and
+methods that adapt a frozen base (HY-WU, LoRA) have a trained base to adapt. `--no-warm-start` trains
+every strategy from the random initialisation instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from hywu_bench import metrics, results
+from hywu_bench.config import RunSpec
+from hywu_bench.data import Scenario, ScenarioInfo, dataset_tensors
+from hywu_bench.errors import UserError
+from hywu_bench.models import build_backbone, default_backbone
+from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
+from hywu_bench.training import (AccuracyCollector, DivergencePlugin, HarnessTemplate, ProgressPlugin,
+                                 TaskMaskPlugin, TrainingSetup)
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    def start(self, spec: RunSpec, info: ScenarioInfo) -> None: ...
+    def epoch(self, experience: int, epoch: int, n_epochs: int) -> None: ...
+    def experience(self, experience: int, accuracies: list[float], seconds: float) -> None: ...
+    def finish(self) -> None: ...
+
+
+class LogReporter:
+    """Plain log lines (the CLI uses a progress bar on a terminal instead)."""
+
+    def start(self, spec: RunSpec, info: ScenarioInfo) -> None:
+        log.info("run %s on %s, seed %d, %d experiences", spec.run_name, info.name, spec.seed, info.n_experiences)
+
+    def epoch(self, experience: int, epoch: int, n_epochs: int) -> None:
+        log.debug("experience %d epoch %d/%d", experience, epoch, n_epochs)
+
+    def experience(self, experience: int, accuracies: list[float], seconds: float) -> None:
+        log.info("experience %d done in %.1fs: %s", experience, seconds, " ".join(f"{a:.3f}" for a in accuracies))
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass
+class RunRecord:
+    spec: RunSpec
+    path: Path
+    before: np.ndarray
+    R: np.ndarray
+    metrics: dict[str, Any]
+    reused: bool = False  # True when a complete run already on disk was returned
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        from avalanche.training.determinism.rng_manager import RNGManager
+
+        RNGManager.set_random_seeds(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' requested but CUDA is not available here; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def resolve_hyperparameters(spec: RunSpec, info: ScenarioInfo) -> RunSpec:
+    rec = info.recommended
+    backbone = spec.backbone if spec.backbone != "auto" else rec.get("backbone", default_backbone(info.input_shape))
+    return replace(spec, epochs=spec.epochs or rec.get("epochs", 1), batch_size=spec.batch_size or rec.get("batch_size", 64),
+                   lr=spec.lr or rec.get("lr", 0.01), backbone=backbone)
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("hywu-bench", "torch", "avalanche-lib", "numpy", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, stream: Any, info: ScenarioInfo, device: torch.device, batch_size: int) -> list[float]:
+    """Plain accuracy per experience of a bare backbone (used for the 'before' row)."""
+    was_training = model.training
+    model.eval()
+    mask = TaskMaskPlugin(info).allowed.to(device) if info.task_aware else None
+    accs = []
+    for exp in stream:
+        tensors = dataset_tensors(exp.dataset)
+        x, y, t = tensors[0], tensors[1], tensors[-1]
+        correct = 0
+        for s in range(0, len(y), batch_size):
+            out = model(x[s:s + batch_size].to(device))
+            if mask is not None:
+                out = out.masked_fill(~mask[t[s:s + batch_size].to(device)], -1e4)
+            correct += int((out.argmax(1).cpu() == y[s:s + batch_size]).sum())
+        accs.append(correct / max(len(y), 1))
+    model.train(was_training)
+    return accs
+
+
+def warm_start_key(spec: RunSpec) -> str:
+    keys = ("scenario", "seed", "backbone", "epochs", "batch_size", "lr", "optimizer", "momentum", "scenario_options")
+    blob = json.dumps({k: getattr(spec, k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def warm_start(model: nn.Module, scenario: Scenario, spec: RunSpec, device: torch.device, out: Path,
+               reporter: Reporter) -> Path:
+    """Train the backbone on experience 0 once and cache it; load the cache when it exists."""
+    path = out / "_warmstart" / f"{spec.scenario}-{warm_start_key(spec)}.pt"
+    if path.exists():
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return path
+        except Exception as err:  # a corrupt cache is retrained, never trusted
+            log.warning("warm-start cache %s unreadable (%s); retraining it", path, err)
+    plugins = [DivergencePlugin(), ProgressPlugin(reporter.epoch)]
+    if scenario.info.task_aware:
+        plugins.insert(0, TaskMaskPlugin(scenario.info))
+    setup = TrainingSetup(spec, scenario.info, device, spec.epochs, spec.batch_size, spec.lr, plugins)
+    trainer = HarnessTemplate(model=model, optimizer=setup.optimizer(model.parameters()), **setup.template_kwargs())
+    seed_everything(spec.seed)
+    trainer.train(scenario.train_stream[0])
+    model.to("cpu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def trainable_in_optimizer(strategy: Any) -> int:
+    seen, total = set(), 0
+    for group in strategy.optimizer.param_groups:
+        for p in group["params"]:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total
+
+
+def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False,
+        reporter: Reporter | None = None) -> RunRecord:
+    load_builtins()
+    reporter = reporter or LogReporter()
+    out = Path(out)
+    results.check_writable(out)
+    path = results.run_dir(out, spec.scenario, spec.run_name, spec.seed)
+    if results.is_complete(path) and not overwrite:
+        stored = results.load_run(path)
+        if stored.config.get("requested_spec") != json.loads(json.dumps(spec.to_dict())):
+            raise UserError(f"a complete run with a different configuration exists at '{path}'; pass --overwrite "
+                            f"to replace it, or --name NAME to store this one beside it.")
+        return RunRecord(spec, path, stored.before, stored.R, stored.metrics, reused=True)
+
+    seed_everything(spec.seed)
+    scenario: Scenario = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options)
+    info = scenario.info
+    entry = STRATEGIES.get(spec.strategy)
+    if info.setting not in entry.settings:
+        raise UserError(f"strategy '{entry.name}' does not support the {info.setting}-incremental setting of "
+                        f"'{spec.scenario}' (it supports: {', '.join(entry.settings)}).")
+    resolved = resolve_hyperparameters(spec, info)
+    device = select_device(spec.device)
+    model = build_backbone(resolved.backbone, info.input_shape, info.n_classes, resolved.seed)
+    before = np.array(evaluate_model(model, scenario.test_stream, info, torch.device("cpu"), resolved.eval_batch_size))
+
+    reporter.start(resolved, info)
+    warm_path = warm_start(model, scenario, resolved, device, out, reporter) if resolved.warm_start else None
+
+    collector = AccuracyCollector()
+    plugins = [collector, DivergencePlugin(), ProgressPlugin(reporter.epoch)]
+    if info.task_aware:
+        plugins.insert(0, TaskMaskPlugin(info))
+    setup = TrainingSetup(resolved, info, device, resolved.epochs, resolved.batch_size, resolved.lr, plugins)
+    seed_everything(resolved.seed)
+    strategy = STRATEGIES.build(spec.strategy, model, setup, **spec.strategy_options)
+
+    T = info.n_experiences
+    R = np.full((T, T), np.nan)
+    per_exp: list[dict[str, Any]] = []
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)  # an incomplete (or overwritten) run is started over
+    config = {"format_version": results.FORMAT_VERSION, "run_name": spec.run_name,
+              "requested_spec": spec.to_dict(), "spec": resolved.to_dict(), "scenario": info.to_dict(),
+              "strategy": {"name": entry.name, "options": vars(STRATEGIES.options(spec.strategy, spec.strategy_options))},
+              "warm_start": str(warm_path) if warm_path else None, "device": str(device),
+              "versions": library_versions(), "host": platform.node()}
+    results.atomic_write_json(path / "config.json", config)
+
+    offline = getattr(strategy, "offline", False)
+    stream = [scenario.train_stream] if offline else list(scenario.train_stream)
+    for i, exp in enumerate(stream):
+        row = T - 1 if offline else i
+        epochs = strategy.train_epochs
+        if resolved.warm_start and row == 0:
+            strategy.train_epochs = 0  # the warm start already learnt experience 0
+        t0 = time.perf_counter()
+        strategy.train(exp)
+        train_s = time.perf_counter() - t0
+        strategy.train_epochs = epochs
+        collector.reset()
+        t1 = time.perf_counter()
+        strategy.eval(scenario.test_stream)
+        eval_s = time.perf_counter() - t1
+        R[row] = collector.accuracies(T)
+        n_seen = sum(e.n_train for e in info.experiences) if offline else info.experiences[i].n_train
+        trained_epochs = 0 if (resolved.warm_start and row == 0) else epochs
+        record = {"experience": row, "train_seconds": train_s, "eval_seconds": eval_s,
+                  "samples_per_second": (n_seen * trained_epochs / train_s) if trained_epochs and train_s > 0 else None,
+                  "trainable_parameters": trainable_in_optimizer(strategy),
+                  "stored_memory_bytes": int(strategy.stored_memory_bytes()), "accuracies": R[row].tolist()}
+        per_exp.append(record)
+        results.append_event(path / "events.jsonl", {"event": "experience_done", **record})
+        reporter.experience(row, R[row].tolist(), train_s + eval_s)
+
+    summary = metrics.summary(R, before)
+    train_total = sum(r["train_seconds"] for r in per_exp)
+    trained = [r for r in per_exp if r["samples_per_second"]]
+    summary.update({
+        "train_seconds": train_total,
+        "wall_seconds": sum(r["train_seconds"] + r["eval_seconds"] for r in per_exp),
+        "samples_per_second": (float(np.mean([r["samples_per_second"] for r in trained])) if trained else None),
+        "trainable_parameters": per_exp[-1]["trainable_parameters"],
+        "stored_memory_bytes": per_exp[-1]["stored_memory_bytes"],
+        "forgetting_per_experience": metrics.forgetting_per_experience(R).tolist(),
+        "step_interference": metrics.step_interference(R).tolist(),
+        "per_experience": per_exp,
+    })
+    results.atomic_write_text(path / "accuracy_matrix.csv", results.matrix_to_csv(before, R))
+    results.atomic_write_json(path / "metrics.json", summary)
+    results.atomic_write_text(path / results.COMPLETE, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    reporter.finish()
+    return RunRecord(resolved, path, before, R, summary)

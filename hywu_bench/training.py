@@ -1,0 +1,229 @@
+"""The training side shared by every strategy: the harness template and the runner's plugins.
+
+`HarnessTemplate` is Avalanche's `SupervisedTemplate` with the tensor data path (`hywu_bench.data`) and
+two additions every strategy answers: `stored_memory_bytes()` (what it keeps between experiences) and
+`mb_condition` (the minibatch's condition tokens, or None). Baselines are this template plus Avalanche's
+own plugins; HY-WU and the LoRA family subclass it.
+
+`TrainingSetup` carries what a strategy builder needs from the run: resolved hyperparameters, device,
+and the runner's plugins (task-label masking, accuracy collection, divergence check, progress).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from torch import Tensor, nn
+
+from hywu_bench.config import RunSpec
+from hywu_bench.data import ScenarioInfo, TensorLoader, dataset_tensors
+from hywu_bench.errors import RunDiverged
+
+
+class TensorLoadersMixin:
+    """Replace Avalanche's per-sample loaders by `TensorLoader` when the data is plain tensors."""
+
+    train_mb_size: int
+    eval_mb_size: int
+
+    def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
+                              drop_last=False, **kwargs):
+        tensors = dataset_tensors(self.adapted_dataset)
+        if tensors is None:
+            return super().make_train_dataloader(num_workers, shuffle, pin_memory, persistent_workers,
+                                                 drop_last, **kwargs)
+        self.dataloader = TensorLoader(tensors, self.train_mb_size, shuffle=shuffle, drop_last=drop_last)
+
+    def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None, persistent_workers=False,
+                             **kwargs):
+        tensors = dataset_tensors(self.adapted_dataset)
+        if tensors is None:
+            return super().make_eval_dataloader(num_workers, shuffle, pin_memory, persistent_workers, **kwargs)
+        self.dataloader = TensorLoader(tensors, self.eval_mb_size, shuffle=False)
+
+    @property
+    def mb_condition(self) -> Tensor | None:
+        """The minibatch's condition tokens (B, condition_dim) on streams that have them."""
+        return self.mbatch[2] if self.mbatch is not None and len(self.mbatch) == 4 else None
+
+
+def plugin_memory_bytes(plugin: Any) -> int:
+    """Bytes a plugin keeps between experiences: replay buffers, importances, old parameters, models."""
+    total = 0
+    seen: set[int] = set()
+
+    def add_tensor(t: Tensor) -> None:
+        nonlocal total
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+
+    def visit(obj: Any, depth: int = 0) -> None:
+        if depth > 4 or obj is None or id(obj) in seen:
+            return
+        if isinstance(obj, Tensor):
+            add_tensor(obj)
+            return
+        seen.add(id(obj))
+        if isinstance(obj, nn.Module):
+            for t in list(obj.parameters()) + list(obj.buffers()):
+                add_tensor(t)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                visit(v, depth + 1)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                visit(v, depth + 1)
+        elif hasattr(obj, "_flat_data"):  # an Avalanche dataset: a replay buffer of raw inputs
+            tensors = dataset_tensors(obj)
+            for t in (tensors or [])[:-1]:  # inputs, labels, conditions; not the task labels
+                add_tensor(t)
+        elif hasattr(obj, "__dict__") and not (inspect.isroutine(obj) or isinstance(obj, type)):
+            for name, v in vars(obj).items():
+                if name not in ("strategy",):
+                    visit(v, depth + 1)
+
+    for name, value in vars(plugin).items():
+        if name in ("strategy",):
+            continue
+        visit(value)
+    return total
+
+
+class HarnessTemplate(TensorLoadersMixin, SupervisedTemplate):
+    """SupervisedTemplate on the tensor data path, reporting its stored memory."""
+
+    def stored_memory_bytes(self) -> int:
+        return sum(plugin_memory_bytes(p) for p in self.plugins if not isinstance(p, _RunnerPlugin))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The runner's plugins.
+
+
+class _RunnerPlugin(SupervisedPlugin):
+    """Marker: the harness's own plugins, not part of any method's memory."""
+
+
+class TaskMaskPlugin(_RunnerPlugin):
+    """Task-incremental setting: the task label selects its classes (a multi-head model on one head).
+
+    Logits of classes outside the minibatch's task are masked out in training and evaluation. Only
+    task-incremental streams get this plugin; the task label is then used at test time by design.
+    """
+
+    def __init__(self, info: ScenarioInfo):
+        super().__init__()
+        mask = torch.zeros(info.n_experiences, info.n_classes, dtype=torch.bool)
+        for e in info.experiences:
+            mask[e.index, list(e.classes)] = True
+        self.allowed = mask  # (T, n_classes)
+
+    def _mask(self, strategy: Any) -> None:
+        allowed = self.allowed.to(strategy.mb_output.device)[strategy.mb_task_id]  # (B, n_classes)
+        strategy.mb_output = strategy.mb_output.masked_fill(~allowed, -1e4)
+
+    def after_forward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self._mask(strategy)
+
+    def after_eval_forward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self._mask(strategy)
+
+
+class AccuracyCollector(_RunnerPlugin):
+    """Counts correct predictions per test experience during `strategy.eval(stream)`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.correct: dict[int, int] = {}
+        self.total: dict[int, int] = {}
+
+    def reset(self) -> None:
+        self.correct.clear()
+        self.total.clear()
+
+    def after_eval_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        j = strategy.experience.current_experience
+        hits = int((strategy.mb_output.argmax(1) == strategy.mb_y).sum())
+        self.correct[j] = self.correct.get(j, 0) + hits
+        self.total[j] = self.total.get(j, 0) + int(strategy.mb_y.shape[0])
+
+    def accuracies(self, n: int) -> list[float]:
+        return [self.correct[j] / self.total[j] if self.total.get(j) else math.nan for j in range(n)]
+
+
+class DivergencePlugin(_RunnerPlugin):
+    """Stops a run whose loss turns NaN or infinite, naming the experience, epoch and step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = 0
+
+    def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.step = 0
+
+    def before_backward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        if not torch.isfinite(strategy.loss).all():
+            exp = strategy.experience.current_experience
+            epoch = strategy.clock.train_exp_epochs
+            raise RunDiverged(
+                f"loss is {float(strategy.loss.detach().reshape(-1)[0])} in experience {exp}, epoch {epoch}, "
+                f"step {self.step}; lower the learning rate (--lr) or check the data."
+            )
+        self.step += 1
+
+
+class ProgressPlugin(_RunnerPlugin):
+    """Calls `on_epoch(experience, epoch, n_epochs)` after every training epoch."""
+
+    def __init__(self, on_epoch: Callable[[int, int, int], None]):
+        super().__init__()
+        self.on_epoch = on_epoch
+
+    def after_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.on_epoch(strategy.experience.current_experience, strategy.clock.train_exp_epochs + 1,
+                      strategy.train_epochs)
+
+
+def quiet_evaluator() -> EvaluationPlugin:
+    """No metrics and no loggers: the runner collects the accuracy matrix itself."""
+    return EvaluationPlugin(loggers=[])
+
+
+@dataclass
+class TrainingSetup:
+    """What a strategy builder gets from the run. Hyperparameters are resolved (no None)."""
+
+    spec: RunSpec
+    info: ScenarioInfo
+    device: torch.device
+    epochs: int
+    batch_size: int
+    lr: float
+    plugins: list[SupervisedPlugin] = field(default_factory=list)
+
+    def optimizer(self, params: Iterable[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
+        params = [p for p in params if p.requires_grad]
+        lr = lr or self.lr
+        if self.spec.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr)
+        return torch.optim.SGD(params, lr=lr, momentum=self.spec.momentum)
+
+    def template_kwargs(self, plugins: Iterable[SupervisedPlugin] = ()) -> dict[str, Any]:
+        """Keyword arguments for any Avalanche template; the method's own plugins come first."""
+        return dict(
+            criterion=nn.CrossEntropyLoss(),
+            train_mb_size=self.batch_size,
+            train_epochs=self.epochs,
+            eval_mb_size=self.spec.eval_batch_size,
+            device=self.device,
+            plugins=[*plugins, *self.plugins],
+            evaluator=quiet_evaluator(),
+        )
