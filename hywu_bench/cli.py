@@ -147,11 +147,21 @@ def list_command(plugin: Plugins = None) -> None:
         typer.echo("")
 
 
+def _hide_library_warnings() -> None:
+    """Avalanche warns about its own internals (no loggers, deprecated calls) on every run, and its
+    deprecation decorator resets the warning filters, so warnings raised from its files are dropped here."""
+    show = warnings.showwarning
+
+    def filtered(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if "avalanche" not in str(filename) and category is not FutureWarning:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = filtered
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Avalanche warns about its own defaults (no loggers, buffer sizes) on every run; not the user's concern.
-    warnings.filterwarnings("ignore", module=r"avalanche(\..*)?$")
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    _hide_library_warnings()
     app()
 
 
