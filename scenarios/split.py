@@ -4,6 +4,13 @@ Class-incremental (`setting="class"`, the default): one head over all classes, n
 time. Task-incremental (`setting="task"`): the task label is given at test time and selects the group's
 classes. The class order is shuffled by the run's seed (fixed per seed), as in most split benchmarks;
 `shuffle_classes=false` keeps the natural order 0, 1, 2, ...
+
+Recommended hyperparameters (used where the run does not set them):
+- split-mnist / split-fmnist: the 784-256-256 MLP with plain SGD, one or two epochs per experience
+  (cheap on a CPU; 5 experiences of 2 classes, as in van de Ven et al. 2020 / Hsu et al. 2018).
+- split-cifar / split-cifar100: the reduced ResNet-18 with SGD lr 0.03, one epoch, small batches, as in
+  GEM / A-GEM (Lopez-Paz & Ranzato 2017; Chaudhry et al. 2019); meant for a GPU. On a CPU, pass
+  `--backbone cnn` for a quick look.
 """
 
 from __future__ import annotations
@@ -27,6 +34,16 @@ class SplitOptions:
     shuffle_classes: bool = True  # shuffle the class order with the run's seed
 
 
+@dataclass(frozen=True)
+class SplitCifar100Options(SplitOptions):
+    n_experiences: int = 10  # 10 experiences of 10 classes, or 20 of 5 (the GEM / A-GEM protocol)
+
+    def __post_init__(self) -> None:
+        if self.n_experiences not in (10, 20):
+            raise ValueError(f"n_experiences={self.n_experiences} is not supported; use 10 (10 classes each) "
+                             f"or 20 (5 classes each).")
+
+
 def class_order(n_classes: int, seed: int, shuffle: bool) -> list[int]:
     if not shuffle:
         return list(range(n_classes))
@@ -38,7 +55,8 @@ def split_scenario(name: str, data: TensorData, spec: RunSpec, options: SplitOpt
                    recommended: dict) -> Scenario:
     n, k = data.n_classes, options.n_experiences
     if k < 1 or n % k:
-        raise UserError(f"{name}: n_experiences={k} must divide the {n} classes evenly.")
+        valid = ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+        raise UserError(f"{name}: n_experiences={k} must divide the {n} classes evenly; use one of {valid}.")
     order = class_order(n, spec.seed, options.shuffle_classes)
     groups = [tuple(sorted(order[i * n // k:(i + 1) * n // k])) for i in range(k)]
     train, test, infos = [], [], []
@@ -67,3 +85,18 @@ def _register(name: str, dataset: str, help: str, recommended: dict, aliases: tu
 _register("split-digits", "digits",
           "scikit-learn's bundled 8x8 digits in 5 experiences of 2 classes (no download; the default)",
           dict(epochs=10, batch_size=32, lr=0.05))
+_register("split-mnist", "mnist",
+          "MNIST in 5 experiences of 2 classes (idx files under <data-root>/MNIST/raw, or --download)",
+          dict(epochs=1, batch_size=64, lr=0.03, backbone="mlp"))
+_register("split-fmnist", "fashion-mnist",
+          "Fashion-MNIST in 5 experiences of 2 classes (<data-root>/FashionMNIST/raw, Debian's "
+          "dataset-fashion-mnist, or --download)",
+          dict(epochs=2, batch_size=64, lr=0.03, backbone="mlp"), aliases=("split-fashion-mnist",))
+_register("split-cifar", "cifar10",
+          "CIFAR-10 in 5 experiences of 2 classes (<data-root>/cifar-10-batches-py, or --download); "
+          "reduced ResNet-18, best on a GPU",
+          dict(epochs=1, batch_size=32, lr=0.03, backbone="resnet18"), aliases=("split-cifar10",))
+_register("split-cifar100", "cifar100",
+          "CIFAR-100 in 10 experiences of 10 classes, or 20 of 5 (<data-root>/cifar-100-python, or --download); "
+          "reduced ResNet-18, best on a GPU",
+          dict(epochs=1, batch_size=32, lr=0.03, backbone="resnet18"), options=SplitCifar100Options)
