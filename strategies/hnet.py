@@ -1,0 +1,222 @@
+"""`hnet`: a task-conditioned hypernetwork generating LoRA factors, with its output regulariser.
+
+von Oswald, Henning, Grewe & Sacramento 2020, "Continual learning with hypernetworks" (ICLR), on the
+harness's frozen base: every experience gets a learned task embedding e_t; a hypernetwork h maps it to
+low-rank factors {site: (lora_A, lora_B)} for the base's adapter sites (the same factors HY-WU
+generates per instance; here they are generated per TASK). While learning task T the loss is
+
+    L_task + beta / |old| * sum_{t' in old} || h(e_t') - h*(e_t') ||^2
+
+where h*(e_t') are snapshots of h's outputs taken before task T, stored with the (frozen) old
+embeddings. The hypernetwork is `strategies.hywu.generator`'s `mlp` generator (a trunk and per-site
+linear heads; lora_B starts at zero, so an untrained task runs the bare base).
+
+It USES THE TASK LABEL AT TEST TIME to pick the embedding (task-incremental streams). With
+`infer_task=true` the task is inferred instead, per instance, as the known embedding whose prediction
+has the lowest entropy (von Oswald et al.'s HNET+ENT); each embedding then predicts among the classes
+of its own experience (a head restricted to the task's classes, as their multi-head setup), both in
+training and in inference, so it also runs class- and domain-incremental streams.
+
+Memory kept (`stored_memory_bytes`): the task embeddings, their task labels and class masks, and the
+snapshots of h's outputs. The hypernetwork itself is the learner, as the naive baseline's weights are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hywu_bench.errors import UserError
+from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
+from hywu_bench.training import TrainingSetup
+from strategies.hywu.generator import GeneratorConfig, build_generator
+from strategies.hywu.operator import Factors, use_factors
+from strategies.lora import FrozenBase, LoRATemplate, check_options, make_template, tensor_bytes
+
+NO_TASK = -1
+
+
+def infer_task_by_entropy(logits: Tensor, allowed: Tensor | None = None) -> Tensor:
+    """(K, B, C) logits of K candidate tasks -> (B,) index of the candidate with the lowest entropy.
+
+    `allowed` (K, C) restricts each candidate's softmax to its own classes.
+    """
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed[:, None, :], float("-inf"))
+    logp = logits.log_softmax(-1)  # (K, B, C)
+    entropy = -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)  # (K, B)
+    return entropy.argmin(0)  # (B,)
+
+
+class HNetModel(FrozenBase):
+    """A frozen base whose sites get factors h(e_t) from a hypernetwork over learned task embeddings."""
+
+    def __init__(self, base: nn.Module, patterns: tuple[str, ...], rank: int, alpha: float, embedding_dim: int,
+                 hidden: int, beta: float, infer_task: bool):
+        super().__init__(base, patterns, rank, alpha)
+        self.generator = build_generator(embedding_dim, self.shapes,
+                                         GeneratorConfig(arch="mlp", rank=rank, hidden=hidden))
+        self.embedding_dim, self.beta, self.infer_task = embedding_dim, beta, infer_task
+        self.n_classes = base.head.out_features
+        self.embeddings = nn.ParameterList()  # e_t, (E,) each
+        self.register_buffer("embedding_task", torch.zeros(0, dtype=torch.long))  # (K,) task label of e_t
+        self.register_buffer("embedding_classes", torch.zeros(0, self.n_classes, dtype=torch.bool))  # (K, C)
+        self.register_buffer("snapshots", torch.zeros(0, self.n_outputs))  # (K_old, N): h*(e_t') flattened
+        self.current = NO_TASK  # index of the embedding being learnt
+
+    @property
+    def n_outputs(self) -> int:
+        return sum(self.rank * (d_in + d_out) for d_in, d_out in self.shapes.values())
+
+    # -- the hypernetwork ------------------------------------------------------------------------------
+    def generate(self, index: list[int] | None = None) -> dict[str, Factors]:
+        """Factors for the embeddings `index` (all when None), (K, R, D_in) and (K, D_out, R) per site."""
+        e = torch.stack(list(self.embeddings))  # (K, E)
+        return self.generator(e if index is None else e[index])
+
+    def flat_outputs(self, index: list[int]) -> Tensor:
+        """h(e_t) for t in index, every generated number in one row: (len(index), N)."""
+        factors = self.generate(index)
+        return torch.cat([t.flatten(1) for s in self.shapes for t in factors[s][:2]], dim=1)
+
+    # -- experience boundaries -------------------------------------------------------------------------
+    def begin_experience(self, task: int, classes: list[int], trains: bool) -> None:
+        known = self.embedding_task.tolist()
+        if not self.infer_task and task in known:  # the same task again: keep learning its embedding
+            self.current = known.index(task)
+        else:
+            self.add_embedding(task, classes)
+            self.current = len(self.embeddings) - 1
+        self.embeddings[self.current].requires_grad_(True)
+
+    def add_embedding(self, task: int, classes: list[int]) -> None:
+        device = self.embedding_task.device
+        self.embeddings.append(nn.Parameter(torch.randn(self.embedding_dim, device=device)))
+        self.embedding_task = torch.cat([self.embedding_task, torch.tensor([task], device=device)])
+        mask = torch.zeros(1, self.n_classes, dtype=torch.bool, device=device)
+        mask[0, classes] = True
+        self.embedding_classes = torch.cat([self.embedding_classes, mask])
+
+    @torch.no_grad()
+    def end_experience(self) -> None:
+        super().end_experience()
+        for e in self.embeddings:
+            e.requires_grad_(False)
+        self.current = NO_TASK
+        self.snapshot()
+
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        """h*(e_t) for every known embedding: the targets of the regulariser from now on."""
+        self.snapshots = self.flat_outputs(list(range(len(self.embeddings)))).detach().clone()
+
+    def regulariser(self) -> Tensor:
+        """beta / |old| * sum over old embeddings t' of ||h(e_t') - h*(e_t')||^2 (the current one excluded)."""
+        old = [k for k in range(self.snapshots.shape[0]) if k != self.current]
+        if not old or self.beta == 0:
+            return self.snapshots.new_zeros(())
+        drift = self.flat_outputs(old) - self.snapshots[old]  # (|old|, N)
+        return self.beta / len(old) * drift.pow(2).sum()
+
+    def penalty(self) -> Tensor | None:
+        return self.regulariser()
+
+    # -- forward -------------------------------------------------------------------------------------
+    def factors(self, x: Tensor, t: Tensor | None) -> dict[str, Factors]:
+        if len(self.embeddings) == 0:
+            return {}
+        if self.current != NO_TASK and self.training:
+            return {s: (A[0], B[0]) for s, (A, B) in self.generate([self.current]).items()}  # shared
+        if t is None:
+            raise ValueError("hnet needs the task label of every instance unless infer_task=true")
+        index = self.embedding_index(t)  # (B,), K = no embedding: the bare base
+        out = {}
+        for s, (A, B) in self.generate().items():
+            A = torch.cat([A, A.new_zeros(1, *A.shape[1:])])  # (K + 1, R, D_in)
+            B = torch.cat([B, B.new_zeros(1, *B.shape[1:])])  # (K + 1, D_out, R)
+            out[s] = (A[index], B[index])  # (B, R, D_in), (B, D_out, R)
+        return out
+
+    def embedding_index(self, t: Tensor) -> Tensor:
+        K = len(self.embeddings)
+        slot = torch.full((max(int(t.max()), int(self.embedding_task.max())) + 1,), K, dtype=torch.long,
+                          device=t.device)
+        slot[self.embedding_task.to(t.device)] = torch.arange(K, device=t.device)  # labels are unique here
+        return slot[t]
+
+    def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        if not self.infer_task or len(self.embeddings) == 0:
+            return super().forward(x, t)
+        if self.training and self.current != NO_TASK:  # learn within the experience's own classes
+            out = super().forward(x, t)
+            return out.masked_fill(~self.embedding_classes[self.current], -1e4)
+        return self.forward_inferred(x)
+
+    def forward_inferred(self, x: Tensor) -> Tensor:
+        """Each instance through every known embedding; keep the lowest-entropy one's logits."""
+        generated = self.generate()
+        logits = []
+        for k in range(len(self.embeddings)):
+            with use_factors(self.sites, {s: (A[k], B[k]) for s, (A, B) in generated.items()}):
+                logits.append(self.base(x))  # (B, C)
+        logits = torch.stack(logits)  # (K, B, C)
+        chosen = infer_task_by_entropy(logits, self.embedding_classes)  # (B,)
+        out = logits[chosen, torch.arange(x.shape[0], device=x.device)]  # (B, C)
+        return out.masked_fill(~self.embedding_classes[chosen], -1e4)
+
+    # -- memory and state ----------------------------------------------------------------------------
+    def stored_memory_bytes(self) -> int:
+        kept = [e for k, e in enumerate(self.embeddings) if k != self.current]
+        return tensor_bytes([*kept, self.embedding_task, self.embedding_classes, self.snapshots])
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Grow the embeddings and buffers to the saved ones first; loaded embeddings are finished ones."""
+        n = len({k.split(".")[1] for k in state_dict if k.startswith("embeddings.")})
+        while len(self.embeddings) < n:
+            self.embeddings.append(nn.Parameter(torch.zeros(self.embedding_dim), requires_grad=False))
+        for name in ("embedding_task", "embedding_classes", "snapshots"):
+            setattr(self, name, torch.empty_like(state_dict[name]))
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        for e in self.embeddings:
+            e.requires_grad_(False)
+        self.current = NO_TASK
+        return out
+
+
+@dataclass(frozen=True)
+class HNetOptions:
+    rank: int = 8  # R of the generated factors
+    alpha: float = 8.0  # scaling = alpha / rank
+    sites: tuple[str, ...] = ()  # layer-name patterns to adapt; empty: the backbone's adapter_sites
+    embedding_dim: int = 32  # size of a task embedding (von Oswald et al. 2020 use 32)
+    hidden: int = 100  # width of the hypernetwork's trunk
+    beta: float = 0.01  # weight of the output regulariser (von Oswald et al.'s default)
+    infer_task: bool = False  # true: infer the task by the lowest predictive entropy (no task label at test)
+    lr: float | None = None  # learning rate of hypernetwork, embeddings and head; None: the run's
+
+    def __post_init__(self) -> None:
+        check_options(self.rank, self.alpha, self.lr)
+        for name in ("embedding_dim", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0 (got {self.beta})")
+
+
+@STRATEGIES.register("hnet", help="task-embedding hypernetwork generating LoRA factors (von Oswald et al. 2020); "
+                                  "uses the task label at test time unless infer_task=true",
+                     settings=ALL_SETTINGS, options=HNetOptions)
+def build_hnet(model: nn.Module, setup: TrainingSetup, options: HNetOptions) -> LoRATemplate:
+    """Needs the task label at test time (task-incremental streams), or `infer_task=true` elsewhere."""
+    if setup.info.setting != "task" and not options.infer_task:
+        raise UserError(
+            f"strategy 'hnet' picks its task embedding by the task label at test time, which the "
+            f"{setup.info.setting}-incremental scenario '{setup.info.name}' does not give. Run it on a "
+            f"task-incremental stream (--set setting=task), or infer the task by predictive entropy "
+            f"(--set strategy.infer_task=true).")
+    hnet = HNetModel(model, options.sites, options.rank, options.alpha, options.embedding_dim, options.hidden,
+                     options.beta, options.infer_task)
+    return make_template(hnet, setup, options.lr)
