@@ -2,3 +2,4 @@
 
 from strategies import baselines  # noqa: F401
 from strategies import lora, hnet  # noqa: F401
+from strategies import hywu  # noqa: F401

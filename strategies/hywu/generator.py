@@ -66,6 +66,14 @@ class Generator(nn.Module):
     def forward(self, c: Tensor) -> dict[str, Factors]:
         raise NotImplementedError
 
+    def pack(self, factors: Mapping[str, Factors]) -> dict[str, Factors]:
+        """A detached, compact copy of generated factors, to store (the regulariser's snapshot)."""
+        return detach_factors(factors)
+
+    def unpack(self, packed: Mapping[str, Factors], index: Tensor) -> dict[str, Factors]:
+        """The stored factors of instances `index`, in the form `forward` returns."""
+        return slice_factors(packed, index)
+
 
 def _lora_init_A(rank: int, d_in: int) -> Tensor:
     """LoRA's (and peft's) kaiming-uniform initialisation of A, (rank, d_in)."""
@@ -122,6 +130,14 @@ class BankGenerator(Generator):
     def forward(self, c: Tensor) -> dict[str, Factors]:
         mix = self.mixing(c).repeat_interleave(self.rank, dim=-1)  # (B, n_sites, K r)
         return {s: (self.lora_A[_key(s)], self.lora_B[_key(s)], mix[:, i]) for i, s in enumerate(self.shapes)}
+
+    def pack(self, factors: Mapping[str, Factors]) -> dict[str, Factors]:
+        """The bases once and K coefficients per instance (the gate repeats each one `rank` times)."""
+        return {s: (A.detach().clone(), B.detach().clone(), gate.detach()[:, ::self.rank].clone())
+                for s, (A, B, gate) in factors.items()}
+
+    def unpack(self, packed: Mapping[str, Factors], index: Tensor) -> dict[str, Factors]:
+        return {s: (A, B, coef[index].repeat_interleave(self.rank, dim=-1)) for s, (A, B, coef) in packed.items()}
 
 
 class _Block(nn.Module):

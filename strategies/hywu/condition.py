@@ -1,0 +1,188 @@
+"""Condition encoders: what the generator sees of each instance.
+
+A condition is named by kinds joined with '+', e.g. `features`, `features+token`, `task`:
+
+- `features`: the frozen base's own hidden features of the instance at a chosen layer (the paper
+  conditions on the base model's hidden states). `layer="penultimate"` reads `model.features(x)`; a module
+  name reads that module's output (the base output when the module is an adapted site; a feature map is
+  averaged over space). Computed once per batch, with no gradient.
+- `input`: a fixed random projection of the raw input (seeded; a sketch of the raw data, and counted
+  as such in the memory report).
+- `token`: the scenario's per-instance condition token (personalization streams).
+- `task`: a learned embedding of the task label: HY-WU becomes a task-conditioned hypernetwork.
+
+Every encoder splits into `raw(...)`, the frozen, storable part (the anchors of the functional memory
+keep exactly this: feature vectors, projections, tokens or task ids, never raw inputs), and `embed(raw)`,
+the learnable part (the task embedding), so the regulariser also covers what is learnt in the encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from strategies.hywu.operator import _LowRankLayer
+
+KINDS = ("features", "input", "token", "task")
+# What a stored anchor of each kind is, for the memory report.
+ANCHOR_KIND = {"features": "embeddings", "input": "raw-derived", "token": "condition tokens", "task": "task labels"}
+
+
+def parse_condition(spec: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in spec.split("+") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if not kinds or bad:
+        raise ValueError(f"condition '{spec}': unknown kind {bad or spec!r}; use kinds from "
+                         f"{', '.join(KINDS)} joined with '+', e.g. 'features+token'")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"condition '{spec}' names a kind twice")
+    return kinds
+
+
+class _Stop(Exception):
+    """Raised by the capture hook to skip the rest of a features-only forward pass."""
+
+
+class FeatureReader:
+    """Reads the frozen base's features at `layer` (a module name, or 'penultimate')."""
+
+    def __init__(self, model: nn.Module, layer: str):
+        self.model, self.layer = model, layer
+        if layer == "penultimate":
+            if not hasattr(model, "features"):
+                raise ValueError("condition layer 'penultimate' needs a model with a features(x) method; "
+                                 "name a layer instead")
+            self.dim = _penultimate_dim(model)
+            return
+        names = [n for n, _ in model.named_modules() if n]
+        if layer not in names:
+            raise ValueError(f"condition layer '{layer}' is not a module of the model; use 'penultimate' or "
+                             f"one of: {', '.join(n for n in names if '.base_layer' not in n)}")
+        module = model.get_submodule(layer)
+        self.dim = _out_dim(module.base_layer if isinstance(module, _LowRankLayer) else module)
+
+    @property
+    def module(self) -> nn.Module | None:
+        """The module whose output is the feature (the base layer inside an adapted site), or None."""
+        if self.layer == "penultimate":
+            return None
+        module = self.model.get_submodule(self.layer)
+        return module.base_layer if isinstance(module, _LowRankLayer) else module
+
+    @staticmethod
+    def pool(out: Tensor) -> Tensor:
+        out = out.detach()
+        return out.mean(dim=(2, 3)) if out.dim() == 4 else out.flatten(1)  # (B, dim)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        """Features of the unadapted base: call only while no factors are set."""
+        if self.module is None:
+            return self.model.features(x).detach()
+        captured: list[Tensor] = []
+
+        def hook(module: nn.Module, inputs: tuple, out: Tensor) -> None:
+            captured.append(self.pool(out))
+            raise _Stop
+
+        handle = self.module.register_forward_hook(hook)
+        try:
+            self.model(x)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise RuntimeError(f"condition layer '{self.layer}' was not called in the model's forward pass")
+        return captured[0]
+
+
+def _out_dim(module: nn.Module) -> int:
+    for attr in ("out_features", "out_channels", "num_features", "embedding_dim"):
+        if hasattr(module, attr):
+            return int(getattr(module, attr))
+    raise ValueError(f"cannot tell the width of condition layer {type(module).__name__}; choose a Linear, "
+                     "Conv2d or BatchNorm layer, or 'penultimate'")
+
+
+def _penultimate_dim(model: nn.Module) -> int:
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        return head.in_features
+    raise ValueError("condition layer 'penultimate' needs the model's final Linear to be called 'head'")
+
+
+class ConditionEncoder(nn.Module):
+    """Composes condition kinds: `raw(x, token, task)` (frozen, storable) and `embed(raw)` (learnable)."""
+
+    def __init__(self, spec: str, model: nn.Module, *, layer: str = "penultimate",
+                 input_shape: tuple[int, ...] | None = None, condition_dim: int = 0, n_tasks: int = 64,
+                 input_dim: int = 256, task_dim: int = 32, seed: int = 0):
+        super().__init__()
+        self.kinds = parse_condition(spec)
+        self.spec = "+".join(self.kinds)
+        self.reader = FeatureReader(model, layer) if "features" in self.kinds else None
+        widths = {}
+        if self.reader is not None:
+            widths["features"] = self.reader.dim
+        if "input" in self.kinds:
+            if input_shape is None:
+                raise ValueError("condition 'input' needs the input shape (pass input_shape=(C, H, W))")
+            d = math.prod(input_shape)
+            g = torch.Generator().manual_seed(seed)
+            self.register_buffer("projection", torch.randn(input_dim, d, generator=g) / math.sqrt(d))
+            widths["input"] = input_dim
+        if "token" in self.kinds:
+            if condition_dim <= 0:
+                raise ValueError("condition 'token' needs a scenario whose instances carry condition tokens "
+                                 "(condition_dim > 0)")
+            widths["token"] = condition_dim
+        if "task" in self.kinds:
+            self.task_embedding = nn.Embedding(n_tasks, task_dim)
+            widths["task"] = task_dim
+        self.widths = widths
+        self.dim = sum(widths.values())
+
+    @property
+    def needs_features(self) -> bool:
+        return self.reader is not None
+
+    @torch.no_grad()
+    def raw(self, x: Tensor, token: Tensor | None = None, task: Tensor | None = None,
+            features: Tensor | None = None) -> dict[str, Tensor]:
+        """The frozen part of the condition per instance; `features` if already read from the base."""
+        out: dict[str, Tensor] = {}
+        if self.reader is not None:
+            out["features"] = features if features is not None else self.reader(x)
+        if "input" in self.kinds:
+            out["input"] = x.flatten(1).float() @ self.projection.T  # (B, input_dim)
+        if "token" in self.kinds:
+            if token is None:
+                raise ValueError("condition 'token' but the minibatch carries no condition tokens")
+            out["token"] = token.float().flatten(1)
+        if "task" in self.kinds:
+            if task is None:
+                raise ValueError("condition 'task' but no task labels were given")
+            if int(task.max()) >= self.task_embedding.num_embeddings:
+                raise ValueError(f"task label {int(task.max())} >= n_tasks={self.task_embedding.num_embeddings}")
+            out["task"] = task.long()
+        return out
+
+    def embed(self, raw: Mapping[str, Tensor]) -> Tensor:
+        """(B, dim): the parts side by side, feature-like parts normalised per instance."""
+        parts = []
+        for kind in self.kinds:
+            v = raw[kind]
+            if kind in ("features", "input"):
+                v = F.layer_norm(v, v.shape[-1:])
+            elif kind == "task":
+                v = self.task_embedding(v)
+            parts.append(v)
+        return torch.cat(parts, -1)
+
+    def anchor_kind(self) -> str:
+        return "+".join(ANCHOR_KIND[k] for k in self.kinds)

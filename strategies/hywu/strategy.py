@@ -1,0 +1,231 @@
+"""HY-WU as a continual-learning strategy: a frozen base, a generator of per-instance low-rank updates,
+and a functional memory that keeps the generator's old behaviour.
+
+- The base (warm-started on experience 0 by the runner, or trained by the user) is frozen when the
+  strategy is built; only the generator, the condition encoder's learnt parts and the modules named in
+  `trainable` (the head by default) learn afterwards.
+- Every instance runs its own operator, y = W x + scaling * B(c) (A(c) x), with c its condition
+  (`condition.py`), the factors from the generator (`generator.py`) and the unmerged operator
+  (`operator.py`). Nothing is optimised at test time.
+- Functional memory (von Oswald et al. 2020's output regulariser, on instance conditions): after every
+  experience, `anchors_per_experience` condition anchors from it are kept (the frozen part of the
+  condition, never raw inputs), and the updates the generator produces for all anchors are snapshotted.
+  While learning later experiences the loss adds beta * mean_anchors ||dW(c_a) - dW_snapshot(c_a)||_F^2,
+  exact through small Gram matrices (`generator.delta_distance`), on `anchors_per_step` anchors drawn per
+  step and run through the generator in one call with the minibatch.
+- Optional anti-collapse term: mean squared cosine between different instances' generated updates.
+
+Usable from a plain Avalanche script like Avalanche's own strategies::
+
+    strategy = HYWUStrategy(model=MLP((1, 28, 28), 10), optimizer=torch.optim.Adam(params, lr=1e-3),
+                            train_mb_size=64, train_epochs=1, device="cpu")
+    for exp in benchmark.train_stream:
+        strategy.train(exp)
+        strategy.eval(benchmark.test_stream)
+
+The optimizer keeps its class and hyperparameters but is pointed at the strategy's trainable parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from hywu_bench.data import dataset_tensors
+from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
+from hywu_bench.training import HarnessTemplate, TrainingSetup
+from strategies.hywu.condition import parse_condition
+from strategies.hywu.generator import (ARCHITECTURES, GeneratorConfig, delta_distance, delta_gram,
+                                       slice_factors)
+from strategies.hywu.memory import FunctionalMemory
+from strategies.hywu.model import HYWUModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HYWUOptions:
+    rank: int = 4  # rank of each generated update (of each bank basis)
+    alpha: float = 8.0  # scaling = alpha / rank, as in LoRA
+    sites: tuple[str, ...] = ()  # layer name patterns to adapt; empty: the backbone's adapter_sites
+    generator: Literal["bank", "mlp", "tokens"] = "bank"  # bank: K mixing coefficients per site (lean)
+    bank_size: int = 24  # K bases per site (bank)
+    hidden: int = 256  # generator width (mlp trunk, bank coefficient net)
+    condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
+    condition_layer: str = "auto"  # base layer read by `features`; auto: see DEFAULT_LAYER
+    anchors_per_experience: int = 200  # condition anchors kept from each experience
+    anchors_per_step: int = 64  # anchors drawn for the regulariser at every step
+    beta: float = 1.0  # weight of the functional-memory regulariser
+    anti_collapse: float = 0.0  # weight of the squared-cosine penalty between instances' updates
+    lr: float = 1e-3  # learning rate of the generator (and trainable base modules)
+    optimizer: Literal["adam", "run"] = "adam"  # run: the run's optimizer (--optimizer, --momentum)
+    trainable: tuple[str, ...] = ("head",)  # base modules that keep learning after the warm start
+
+    def __post_init__(self) -> None:
+        checks = [(self.rank >= 1, f"rank must be >= 1 (got {self.rank})"),
+                  (self.alpha > 0, f"alpha must be > 0 (got {self.alpha})"),
+                  (self.bank_size >= 1, f"bank_size must be >= 1 (got {self.bank_size})"),
+                  (self.hidden >= 1, f"hidden must be >= 1 (got {self.hidden})"),
+                  (self.anchors_per_experience >= 0, "anchors_per_experience must be >= 0"),
+                  (self.anchors_per_step >= 1, "anchors_per_step must be >= 1"),
+                  (self.beta >= 0, f"beta must be >= 0 (got {self.beta})"),
+                  (self.anti_collapse >= 0, f"anti_collapse must be >= 0 (got {self.anti_collapse})"),
+                  (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
+                  (self.generator in ARCHITECTURES, f"generator must be one of {', '.join(ARCHITECTURES)}")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.condition != "auto":
+            parse_condition(self.condition)
+
+
+def resolve_condition(options: HYWUOptions, condition_dim: int) -> str:
+    if options.condition != "auto":
+        return options.condition
+    return "features+token" if condition_dim > 0 else "features"
+
+
+class HYWUStrategy(HarnessTemplate):
+    """Avalanche SupervisedTemplate training a generator of per-instance low-rank updates."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+                 options: HYWUOptions | None = None, input_shape: tuple[int, ...] | None = None,
+                 condition_dim: int = 0, n_tasks: int = 64, **template_kwargs: Any):
+        self.options = options = options or HYWUOptions()
+        condition = resolve_condition(options, condition_dim)
+        cfg = GeneratorConfig(arch=options.generator, rank=options.rank, hidden=options.hidden,
+                              bank_size=options.bank_size)
+        hywu = HYWUModel(model, sites=options.sites, rank=options.rank, alpha=options.alpha,
+                         trainable=options.trainable, generator=cfg, condition=condition,
+                         condition_layer=options.condition_layer, input_shape=input_shape,
+                         condition_dim=condition_dim, n_tasks=n_tasks)
+        params = [p for p in hywu.parameters() if p.requires_grad]
+        if optimizer is None:
+            optimizer = torch.optim.Adam(params, lr=options.lr)
+        else:  # keep the user's optimizer class and hyperparameters, on what actually learns
+            optimizer.param_groups.clear()
+            optimizer.state.clear()
+            optimizer.add_param_group({"params": params})
+        template_kwargs.setdefault("criterion", nn.CrossEntropyLoss())
+        super().__init__(model=hywu, optimizer=optimizer, **template_kwargs)
+        self.memory = FunctionalMemory()
+        self._anchor_index: Tensor | None = None
+        self.last_regulariser: float = 0.0
+
+    # -- the forward pass and the loss ------------------------------------------------------------
+    def forward(self) -> Tensor:
+        extra = None
+        self._anchor_index = None
+        if self.is_training and self.options.beta > 0 and len(self.memory) > 0:
+            self._anchor_index = self.memory.draw(self.options.anchors_per_step)
+            extra = self.memory.raw(self._anchor_index, self.device)
+        return self.model(self.mb_x, token=self.mb_condition, task=self.mb_task_id, extra=extra)
+
+    def criterion(self) -> Tensor:
+        loss = self._criterion(self.mb_output, self.mb_y)
+        if not self.is_training:
+            return loss
+        factors, n = self.model.last_factors, self.mb_x.shape[0]
+        if self._anchor_index is not None:
+            reg = self.regulariser(slice_factors(factors, slice(n, None)), self._anchor_index)
+            self.last_regulariser = float(reg.detach())
+            loss = loss + self.options.beta * reg
+        if self.options.anti_collapse > 0:
+            loss = loss + self.options.anti_collapse * self.collapse_penalty(slice_factors(factors, slice(0, n)))
+        return loss
+
+    def regulariser(self, now: dict, index: Tensor) -> Tensor:
+        """mean over the anchors of sum over sites ||dW_now - dW_snapshot||_F^2."""
+        then = self.model.generator.unpack(self.memory.packed_on(self.device), index.to(self.device))
+        total = 0.0
+        for name, site in self.model.sites.items():
+            total = total + delta_distance(now[name], then[name], site.scaling)  # (n_anchors,)
+        return total.mean()
+
+    def collapse_penalty(self, factors: dict, max_instances: int = 32) -> Tensor:
+        """Mean squared cosine between different instances' updates (a few instances per batch)."""
+        sub = slice_factors(factors, slice(0, max_instances))
+        penalty = 0.0
+        for name in self.model.sites:
+            G = delta_gram(sub[name])  # (n, n)
+            norm = G.diagonal().clamp_min(1e-12).sqrt()
+            cos2 = (G / (norm[:, None] * norm[None, :])) ** 2
+            off = ~torch.eye(G.shape[0], dtype=torch.bool, device=G.device)
+            penalty = penalty + cos2[off].mean()
+        return penalty / len(self.model.sites)
+
+    # -- functional memory ------------------------------------------------------------------------
+    def _after_training_exp(self, **kwargs: Any) -> None:
+        self.store_anchors(self.experience)
+        self.snapshot()
+        super()._after_training_exp(**kwargs)
+
+    @torch.no_grad()
+    def store_anchors(self, experience: Any) -> None:
+        """Keep `anchors_per_experience` condition anchors of the experience's training data."""
+        k = self.options.anchors_per_experience
+        tensors = dataset_tensors(experience.dataset)
+        if k == 0:
+            return
+        if tensors is None:
+            raise ValueError("HY-WU anchors need an experience made of tensors (no transforms)")
+        x, t = tensors[0], tensors[-1]
+        token = tensors[2] if len(tensors) == 4 else None
+        index = torch.randperm(x.shape[0])[:k]
+        raw = []
+        for chunk in index.split(self.eval_mb_size):
+            raw.append(self.model.condition_raw(x[chunk].to(self.device),
+                                                None if token is None else token[chunk].to(self.device),
+                                                t[chunk].to(self.device)))
+        self.memory.add({key: torch.cat([r[key] for r in raw]) for key in raw[0]})
+
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        """Store the generator's current updates for every anchor (the regulariser's targets)."""
+        if len(self.memory) == 0:
+            return
+        raw = self.memory.raw(torch.arange(len(self.memory)), self.device)
+        was_training = self.model.training
+        self.model.eval()
+        factors = self.model.generate(raw)
+        self.model.train(was_training)
+        self.memory.set_snapshot(self.model.generator.pack(factors))
+
+    def stored_memory_bytes(self) -> int:
+        return self.memory.nbytes() + super().stored_memory_bytes()
+
+    def memory_report(self) -> dict[str, Any]:
+        return {"anchors": len(self.memory), "anchor_kind": self.model.condition.anchor_kind(),
+                "anchor_bytes": self.memory.anchor_bytes(), "snapshot_bytes": self.memory.snapshot_bytes()}
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "memory": self.memory.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.memory.load_state_dict(state["memory"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+@STRATEGIES.register("hywu", help="HY-WU: a frozen base adapted per instance by generated low-rank updates, "
+                     "with functional memory on condition anchors", settings=ALL_SETTINGS, options=HYWUOptions)
+def build_hywu(model: nn.Module, setup: TrainingSetup, options: HYWUOptions) -> HYWUStrategy:
+    info = setup.info
+    strategy = HYWUStrategy(model=model, optimizer=None, options=options, input_shape=info.input_shape,
+                            condition_dim=info.condition_dim, n_tasks=max(info.n_experiences, 1),
+                            **setup.template_kwargs())
+    if options.optimizer == "run":
+        params = [p for p in strategy.model.parameters() if p.requires_grad]
+        strategy.optimizer = setup.optimizer(params, options.lr)
+    return strategy
+
+
+def option_names() -> list[str]:
+    return [f.name for f in fields(HYWUOptions)]
