@@ -1,0 +1,376 @@
+"""Figures from stored runs: every function takes the long-format frame(s) of `report.load` and returns a Figure.
+
+matplotlib's object API only (no pyplot, no global figure manager, nothing shown): a Figure is rendered
+with the Agg canvas when saved. No torch import.
+
+Style: one palette for methods throughout (Okabe & Ito 2008, safe for the common colour-vision
+deficiencies), each method also with its own marker so print in grey stays readable; viridis for
+accuracies and a diverging blue-red map centred on zero for signed quantities (cosines, interference).
+Means over seeds with +-1 std error bars or bands.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from hywu_bench import report
+
+# Okabe-Ito: orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple, black.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+# Method colours: Okabe-Ito without yellow (faint on white) and vermillion (kept for HY-WU), plus grey.
+# Wine (from Paul Tol's palettes) makes an eighth before colours repeat with other markers.
+METHOD_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#000000", "#999999", "#882255")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+HIGHLIGHT = "hywu"  # drawn last and thicker, so the method under study is never hidden
+RC = {
+    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7.5, "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+    "grid.alpha": 0.3, "grid.linewidth": 0.5, "lines.linewidth": 1.4, "lines.markersize": 5,
+    "savefig.bbox": "tight", "savefig.dpi": 200, "pdf.fonttype": 42, "font.family": "DejaVu Sans",
+}
+WIDTH = 7.0  # inches: a two-column figure; panels share it
+
+
+def styled(function: Callable[..., Figure]) -> Callable[..., Figure]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with matplotlib.rc_context(RC):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def method_styles(names: Any) -> dict[str, dict[str, Any]]:
+    """A colour and marker per method, stable for a given set of methods (in report order)."""
+    ordered = [n for n in report.order_strategies(names) if n != HIGHLIGHT]
+    out = {}
+    for k, name in enumerate(ordered):  # beyond 7 methods colours repeat, but never with the same marker
+        out[name] = {"color": METHOD_COLOURS[k % len(METHOD_COLOURS)], "marker": MARKERS[k % len(MARKERS)],
+                     "linestyle": "--" if name in report.REFERENCES else "-", "zorder": 3, "linewidth": 1.3}
+    if HIGHLIGHT in set(names):  # vermillion, thick, on top and last in legends
+        out[HIGHLIGHT] = {"color": "#D55E00", "marker": "*", "linestyle": "-", "zorder": 5, "linewidth": 2.2}
+    return out
+
+
+def save(fig: Figure, stem: str | Path) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    with matplotlib.rc_context(RC):
+        for path in paths:
+            fig.savefig(path)
+    return paths
+
+
+def _one_scenario(frame: pd.DataFrame, scenario: str | None) -> tuple[pd.DataFrame, str]:
+    names = list(dict.fromkeys(frame["scenario"]))
+    if scenario is None:
+        if len(names) != 1:
+            raise ValueError(f"the frame holds {len(names)} scenarios ({', '.join(map(str, names))}); pass scenario=")
+        scenario = names[0]
+    sub = frame[frame["scenario"] == scenario]
+    if sub.empty:
+        raise ValueError(f"no results for scenario '{scenario}'; present: {', '.join(map(str, names)) or 'none'}")
+    return sub, scenario
+
+
+def _grid(n: int, ncols: int = 4, panel: float = 1.75, extra_w: float = 0.6) -> tuple[Figure, list[Any]]:
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    width = min(WIDTH, ncols * panel + extra_w)
+    fig = Figure(figsize=(width, nrows * panel + 0.5), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _exp_labels(frame: pd.DataFrame) -> list[str]:
+    """Experience tick labels: the stored label when every seed agrees (e.g. same classes), else 'exp j'."""
+    T = int(frame["exp"].max()) + 1
+    labels = []
+    for j in range(T):
+        stored = set(frame.loc[frame["exp"] == j, "exp_label"]) if "exp_label" in frame else set()
+        labels.append(str(stored.pop()) if len(stored) == 1 else f"exp {j}")
+    return labels
+
+
+def _mean_matrix(run_frame: pd.DataFrame, value: str = "acc", row: str = "after", col: str = "exp") -> np.ndarray:
+    per_seed = run_frame.groupby([row, col])[value].mean().unstack(col)
+    return per_seed.to_numpy(dtype=float)
+
+
+def _heatmaps(panels: list[tuple[str, np.ndarray]], cmap: str, vmin: float, vmax: float, fmt: Callable[[float], str],
+              xlabel: str, ylabel: str, cbar_label: str, ticks: list[str] | None = None,
+              yticks: list[str] | None = None) -> Figure:
+    fig, axes = _grid(len(panels), panel=1.9)
+    image = None
+    for ax, (title, M) in zip(axes, panels):
+        image = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_title(title)
+        ax.grid(False)
+        T = M.shape[1]
+        xt = (ticks or [str(j) for j in range(T)])[:T]
+        ax.set_xticks(range(T), xt, rotation=45 if max(map(len, xt)) > 2 else 0)
+        ax.set_yticks(range(M.shape[0]), (yticks or ticks or [str(i) for i in range(M.shape[0])])[:M.shape[0]])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if T <= 8:
+            cm = matplotlib.colormaps[cmap]
+            for (i, j), v in np.ndenumerate(M):
+                if not np.isnan(v):
+                    r, g, b, _ = cm((v - vmin) / (vmax - vmin) if vmax > vmin else 0.5)
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                    ax.text(j, i, fmt(v), ha="center", va="center", fontsize=6.5,
+                            color="white" if dark else "black")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label=cbar_label)
+    return fig
+
+
+@styled
+def accuracy_matrices(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """R[i, j] (accuracy on experience j after training i), mean over seeds, one heatmap per method."""
+    frame, scenario = _one_scenario(frame, scenario)
+    methods = report.order_strategies(frame["strategy"])
+    panels = [(name, 100 * _mean_matrix(frame[frame["strategy"] == name])) for name in methods]
+    T = panels[0][1].shape[0]
+    fig = _heatmaps(panels, "viridis", 0, 100, lambda v: f"{v:.0f}", "test experience", "after training",
+                    "accuracy (%)", [str(j) for j in range(T)])
+    fig.suptitle(f"Accuracy matrices on {scenario} (mean over seeds)")
+    return fig
+
+
+@styled
+def accuracy_over_stream(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """Accuracy on each experience over the stream, one panel per experience, methods as lines.
+
+    The first panel is the average over the experiences seen so far. Bands are +-1 std over seeds; the
+    dotted line marks when the panel's experience was learnt.
+    """
+    frame, scenario = _one_scenario(frame, scenario)
+    T = int(frame["exp"].max()) + 1
+    labels = _exp_labels(frame)
+    styles = method_styles(frame["strategy"])
+    frame = frame[frame["exp"] <= frame["after"]]  # before it is learnt, an experience's accuracy is noise here
+    seen = frame.groupby(report.KEYS + ["after"], as_index=False)["acc"].mean()
+    panels = [("average over seen", seen, None)] + [
+        (f"experience {j} ({labels[j]})" if labels[j] != f"exp {j}" else f"experience {j}", frame[frame["exp"] == j], j)
+        for j in range(T)]
+    fig, axes = _grid(len(panels), ncols=3, panel=2.0)
+    for ax, (title, sub, learnt) in zip(axes, panels):
+        for name, style in styles.items():
+            per_seed = sub[sub["strategy"] == name].groupby("after")["acc"]
+            mean, std = 100 * per_seed.mean(), 100 * per_seed.std(ddof=1).fillna(0)
+            if mean.empty:
+                continue
+            ax.plot(mean.index, mean.values, label=name, color=style["color"], marker=style["marker"],
+                    linestyle=style["linestyle"], linewidth=style["linewidth"], zorder=style["zorder"], markersize=3.5)
+            ax.fill_between(mean.index, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0)
+        if learnt is not None:
+            ax.axvline(learnt, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(title)
+        ax.set_ylim(-3, 103)
+        ax.set_xticks(range(T))
+        ax.set_xlabel("after training experience")
+        ax.set_ylabel("accuracy (%)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 7), frameon=False)
+    fig.suptitle(f"Accuracy over the stream on {scenario}")
+    return fig
+
+
+def _per_run(frame: pd.DataFrame) -> pd.DataFrame:
+    return report.run_metrics(frame)
+
+
+@styled
+def accuracy_vs_forgetting(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """Final average accuracy against average max-forgetting, mean +-1 std over seeds (up and left is better)."""
+    frame, scenario = _one_scenario(frame, scenario)
+    runs = _per_run(frame)
+    styles = method_styles(runs["strategy"])
+    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for name, style in styles.items():
+        sub = runs[runs["strategy"] == name]
+        acc, forg = 100 * sub["acc"], 100 * sub["forgetting"]
+        if forg.isna().all():  # offline references (joint) have no forgetting: a horizontal line
+            ax.axhline(acc.mean(), color=style["color"], linestyle="--", linewidth=1, label=f"{name} (no stream)")
+            continue
+        ax.errorbar(forg.mean(), acc.mean(), xerr=_sd(forg), yerr=_sd(acc), color=style["color"],
+                    marker=style["marker"], markersize=7 if name == HIGHLIGHT else 6, capsize=2, linestyle="none",
+                    label=name, zorder=style["zorder"], alpha=0.9)
+    ax.set_xlabel("average max-forgetting (%), lower is better")
+    ax.set_ylabel("final average accuracy (%)")
+    ax.set_title(f"Accuracy vs forgetting on {scenario}")
+    fig.legend(loc="outside right center", frameon=False)
+    return fig
+
+
+def _sd(values: pd.Series) -> float:
+    sd = values.std(ddof=1)
+    return 0.0 if pd.isna(sd) else float(sd)
+
+
+@styled
+def forgetting_bars(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """Average max-forgetting per method: bars at the mean, +-1 std error bars, one dot per seed."""
+    frame, scenario = _one_scenario(frame, scenario)
+    runs = _per_run(frame)
+    styles = method_styles(runs["strategy"])
+    fig = Figure(figsize=(max(3.2, 0.5 * len(styles) + 1.2), 3.0), layout="constrained")
+    ax = fig.subplots()
+    for x, (name, style) in enumerate(styles.items()):
+        values = 100 * runs.loc[runs["strategy"] == name, "forgetting"].dropna()
+        if values.empty:
+            ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=7, color="grey")
+            continue
+        ax.bar(x, values.mean(), color=style["color"], alpha=0.85, yerr=_sd(values), capsize=3, width=0.7,
+               hatch="//" if name in report.REFERENCES else None, edgecolor="black", linewidth=0.5)
+        ax.scatter(np.full(len(values), x) + np.linspace(-0.15, 0.15, len(values)), values, s=9, color="black", zorder=4)
+    ax.set_xticks(range(len(styles)), list(styles), rotation=45, ha="right")
+    ax.set_ylabel("average max-forgetting (%)")
+    ax.set_title(f"Forgetting on {scenario} (lower is better)")
+    ax.grid(axis="x", visible=False)
+    return fig
+
+
+@styled
+def step_interference(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """I[i, j] = R[i-1, j] - R[i, j] in points (red: learning i hurt j), mean over seeds, one panel per method."""
+    frame, scenario = _one_scenario(frame, scenario)
+    table = report.step_interference_table(frame).reset_index()
+    T = int(frame["exp"].max()) + 1
+    panels = []
+    for name in report.order_strategies(table["strategy"]):
+        M = np.full((T, T), np.nan)
+        for row in table[table["strategy"] == name].itertuples():
+            M[row.i, row.j] = 100 * row.mean
+        if not np.isnan(M).all():  # offline references have no steps
+            panels.append((name, M[1:, :-1]))
+    limit = max(5.0, float(np.nanmax(np.abs([p[1] for p in panels])))) if panels else 100
+    fig = _heatmaps(panels, "RdBu_r", -limit, limit, lambda v: f"{v:.0f}", "hurt experience j", "training experience i",
+                    "accuracy lost (points)", [str(j) for j in range(T - 1)], [str(i) for i in range(1, T)])
+    fig.suptitle(f"Step interference on {scenario} (mean over seeds)")
+    return fig
+
+
+@styled
+def cosine_heatmaps(probes: pd.DataFrame, kind: str = "gradient_conflict", scenario: str | None = None) -> Figure:
+    """Cosine between every pair of experiences (gradient conflict or operator separation), mean over seeds."""
+    sub, scenario = _one_scenario(probes[probes["kind"] == kind], scenario) if len(probes) else (probes, scenario)
+    if sub.empty:
+        raise ValueError(f"no '{kind}' probes stored for this scenario")
+    panels = [(name, _mean_matrix(sub[sub["strategy"] == name], "value", "i", "j"))
+              for name in report.order_strategies(sub["strategy"])]
+    title = {"gradient_conflict": "Gradient conflict (cosine of experience loss gradients)",
+             "gradient_conflict_updates": "Gradient conflict on generated updates",
+             "operator_separation": "Operator separation (cosine of mean generated updates)"}.get(kind, kind)
+    fig = _heatmaps(panels, "RdBu_r", -1, 1, lambda v: f"{v:.2f}".replace("0.", ".").replace("-.", "−."),
+                    "experience", "experience", "cosine similarity")
+    fig.suptitle(f"{title} on {scenario}")
+    return fig
+
+
+@styled
+def update_projection(projections: pd.DataFrame, scenario: str | None = None,
+                      labels: list[str] | None = None) -> Figure:
+    """Generated updates projected on their first two principal components, coloured by experience (one seed)."""
+    sub, scenario = _one_scenario(projections, scenario)
+    methods = report.order_strategies(sub["strategy"])
+    fig, axes = _grid(len(methods), ncols=3, panel=2.2)
+    experiences = sorted(sub["exp"].unique())
+    for ax, name in zip(axes, methods):
+        run = sub[sub["strategy"] == name]
+        run = run[run["seed"] == run["seed"].min()]
+        for k, exp in enumerate(experiences):
+            points = run[run["exp"] == exp]
+            label = labels[exp] if labels and exp < len(labels) else f"exp {exp}"
+            ax.scatter(points["pc1"], points["pc2"], s=10, color=OKABE_ITO[k % len(OKABE_ITO)],
+                       marker=MARKERS[k % len(MARKERS)], label=label, alpha=0.8, linewidths=0)
+        ax.set_title(f"{name} (seed {int(run['seed'].min())})")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right center", frameon=False, title="experience")
+    fig.suptitle(f"Generated updates, 2-D PCA, on {scenario}")
+    return fig
+
+
+@styled
+def accuracy_vs_memory(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """Final average accuracy against the bytes a method stores between experiences (log scale; 0 at the left)."""
+    frame, scenario = _one_scenario(frame, scenario)
+    runs = _per_run(frame)
+    styles = method_styles(runs["strategy"])
+    memory = runs.groupby("strategy")["stored_memory_bytes"].mean()
+    nonzero = memory[memory > 0]
+    floor = 10 ** (math.floor(math.log10(nonzero.min())) - 1) if len(nonzero) else 1.0
+    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for name, style in styles.items():
+        acc = 100 * runs.loc[runs["strategy"] == name, "acc"]
+        x = memory.get(name, np.nan)
+        x = floor if not (x > 0) else x
+        ax.errorbar(x, acc.mean(), yerr=_sd(acc), color=style["color"], marker=style["marker"], markersize=6,
+                    capsize=2, linestyle="none", label=name, zorder=style["zorder"])
+    ax.set_xscale("log")
+    top = max(memory.max(), floor)
+    ticks = _byte_ticks(floor * 2, top * 2)
+    ax.set_xticks([floor] + ticks, ["0"] + [_bytes_label(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlim(floor / 2.5, top * 2.5)
+    ax.set_xlabel("stored memory (bytes, log scale)")
+    ax.set_ylabel("final average accuracy (%)")
+    ax.set_title(f"Accuracy vs stored memory on {scenario}")
+    fig.legend(loc="outside right center", frameon=False)
+    return fig
+
+
+def _bytes_label(value: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
+
+
+def _byte_ticks(low: float, high: float, most: int = 5) -> list[float]:
+    """Powers of two between low and high, thinned to at most `most`, preferring whole KiB/MiB/GiB."""
+    powers = [2.0**n for n in range(0, 41) if low <= 2.0**n <= high]
+    for step in (1, 2, 5, 10):
+        chosen = [p for p in powers if round(math.log2(p)) % step == 0]
+        if len(chosen) <= most:
+            return chosen
+    return powers[:: max(1, len(powers) // most)]
+
+
+def scenario_figures(loaded: report.Loaded, scenario: str) -> dict[str, Figure]:
+    """Every figure the stored results of one scenario allow, by file name."""
+    frame = loaded.frame[loaded.frame["scenario"] == scenario]
+    if frame.empty:
+        return {}
+    figures = {"accuracy_matrices": accuracy_matrices(frame), "accuracy_over_stream": accuracy_over_stream(frame),
+               "accuracy_vs_forgetting": accuracy_vs_forgetting(frame), "forgetting_bars": forgetting_bars(frame),
+               "step_interference": step_interference(frame), "accuracy_vs_memory": accuracy_vs_memory(frame)}
+    probes = loaded.probes[loaded.probes["scenario"] == scenario]
+    for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
+        if (probes["kind"] == kind).any():
+            figures[kind] = cosine_heatmaps(probes, kind)
+    projections = loaded.projections[loaded.projections["scenario"] == scenario]
+    if not projections.empty:
+        figures["update_projection"] = update_projection(projections, labels=_exp_labels(frame))
+    return figures
+
+
+def write_figures(loaded: report.Loaded, scenario: str, dest: str | Path) -> dict[str, list[Path]]:
+    return {name: save(fig, Path(dest) / name) for name, fig in scenario_figures(loaded, scenario).items()}
