@@ -84,6 +84,8 @@ class HNetModel(FrozenBase):
 
     # -- experience boundaries -------------------------------------------------------------------------
     def begin_experience(self, task: int, classes: list[int], trains: bool) -> None:
+        for e in self.embeddings:
+            e.requires_grad_(False)
         known = self.embedding_task.tolist()
         if not self.infer_task and task in known:  # the same task again: keep learning its embedding
             self.current = known.index(task)
@@ -103,8 +105,6 @@ class HNetModel(FrozenBase):
     @torch.no_grad()
     def end_experience(self) -> None:
         super().end_experience()
-        for e in self.embeddings:
-            e.requires_grad_(False)
         self.current = NO_TASK
         self.snapshot()
 
@@ -169,8 +169,7 @@ class HNetModel(FrozenBase):
 
     # -- memory and state ----------------------------------------------------------------------------
     def stored_memory_bytes(self) -> int:
-        kept = [e for k, e in enumerate(self.embeddings) if k != self.current]
-        return tensor_bytes([*kept, self.embedding_task, self.embedding_classes, self.snapshots])
+        return tensor_bytes([*self.embeddings, self.embedding_task, self.embedding_classes, self.snapshots])
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Grow the embeddings and buffers to the saved ones first; loaded embeddings are finished ones."""

@@ -22,9 +22,11 @@ experience trained for zero epochs (the warm-start experience) gets no new adapt
 and `olora`: the base already learnt it, and an untrained adapter would only add memory (and, in
 O-LoRA, a random subspace that later adapters must avoid).
 
-`stored_memory_bytes()` counts what is kept to remember finished experiences: the frozen adapters (and,
-in `hnet`, task embeddings and output snapshots). A live, still-trained adapter is model state and not
-counted, as the naive baseline's weights are not.
+An adapter is frozen when the next experience begins (so the runner's trainable-parameter count after an
+experience is what that experience trained). `stored_memory_bytes()` counts the state that grows with
+every experience: all per-experience adapters (and, in `hnet`, the task embeddings and the snapshots of
+the hypernetwork's outputs). The one shared adapter of `lora` is the learner itself, of fixed size, and
+counts as nothing, as the naive baseline's weights do.
 """
 
 from __future__ import annotations
@@ -145,11 +147,9 @@ class AdapterModel(FrozenBase):
         self.adapter_task = torch.cat([self.adapter_task, torch.tensor([task], device=self.adapter_task.device)])
         return adapter
 
-    def frozen_adapters(self) -> list[LoRAAdapter]:
-        return [a for a in self.adapters if not any(p.requires_grad for p in a.parameters())]
-
     def stored_memory_bytes(self) -> int:
-        return tensor_bytes(p for a in self.frozen_adapters() for p in a.parameters())
+        """Every per-experience adapter is kept for good (the shared `lora` overrides this)."""
+        return tensor_bytes(p for a in self.adapters for p in a.parameters())
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Grow the adapter list to the saved one first; every loaded adapter of a per-experience model is
@@ -180,6 +180,9 @@ class SharedLoRAModel(AdapterModel):
     def after_load(self) -> None:
         pass  # the one adapter keeps training
 
+    def stored_memory_bytes(self) -> int:
+        return 0  # one adapter of fixed size, the learner itself: nothing is kept per experience
+
 
 class PerTaskLoRAModel(AdapterModel):
     """`lora-per-task`: one adapter per task label, chosen per instance by the label (an oracle).
@@ -188,14 +191,13 @@ class PerTaskLoRAModel(AdapterModel):
     """
 
     def begin_experience(self, task: int, classes: list[int], trains: bool) -> None:
-        known = task in self.adapter_task.tolist()
-        if trains and not known:
-            self.add_adapter(task)
-
-    def end_experience(self) -> None:
-        super().end_experience()
         for a in self.adapters:
             a.freeze()
+        known = self.adapter_task.tolist()
+        if trains and task in known:  # the same task again: its own adapter learns on
+            self.adapters[known.index(task)].requires_grad_(True)
+        elif trains:
+            self.add_adapter(task)
 
     def factors(self, x: Tensor, t: Tensor | None) -> dict[str, Factors]:
         if len(self.adapters) == 0:
@@ -226,13 +228,10 @@ class OLoRAModel(AdapterModel):
         self.lambda_orth = lambda_orth
 
     def begin_experience(self, task: int, classes: list[int], trains: bool) -> None:
-        if trains:
-            self.add_adapter(task)
-
-    def end_experience(self) -> None:
-        super().end_experience()
         for a in self.adapters:
             a.freeze()
+        if trains:
+            self.add_adapter(task)
 
     def factors(self, x: Tensor, t: Tensor | None) -> dict[str, Factors]:
         if len(self.adapters) == 0:
