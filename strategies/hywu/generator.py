@@ -46,6 +46,7 @@ class GeneratorConfig:
     depth: int = 2  # transformer blocks (`tokens`)
     heads: int = 4  # attention heads (`tokens`)
     condition_tokens: int = 4  # the condition is cut into this many tokens for cross-attention (`tokens`)
+    train_bank_A: bool = True  # False: the bank's A stays at its random init (as LoRA-FA); cheaper
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -73,6 +74,12 @@ class Generator(nn.Module):
     def unpack(self, packed: Mapping[str, Factors], index: Tensor) -> dict[str, Factors]:
         """The stored factors of instances `index`, in the form `forward` returns."""
         return slice_factors(packed, index)
+
+    def distance(self, now: Mapping[str, Factors], packed: Mapping[str, Factors], index: Tensor,
+                 scaling: Mapping[str, float]) -> Tensor:
+        """sum over sites of ||dW_now - dW_stored||_F^2 for instances `index` of `packed`, (n,)."""
+        then = self.unpack(packed, index)
+        return sum(delta_distance(now[s], then[s], scaling[s]) for s in self.shapes)  # type: ignore[return-value]
 
 
 def _lora_init_A(rank: int, d_in: int) -> Tensor:
@@ -117,10 +124,12 @@ class BankGenerator(Generator):
         self.shapes, self.rank, self.bank_size = dict(shapes), cfg.rank, cfg.bank_size
         self.factor_rank = cfg.rank * cfg.bank_size
         kr = self.factor_rank
-        self.lora_A = nn.ParameterDict({_key(s): nn.Parameter(_lora_init_A(kr, d_in)) for s, (d_in, _) in shapes.items()})
+        self.lora_A = nn.ParameterDict({_key(s): nn.Parameter(_lora_init_A(kr, d_in), requires_grad=cfg.train_bank_A)
+                                        for s, (d_in, _) in shapes.items()})
         self.lora_B = nn.ParameterDict({_key(s): nn.Parameter(torch.zeros(d_out, kr)) for s, (_, d_out) in shapes.items()})
         self.coefficients = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, cfg.hidden), nn.GELU(),
                                           nn.Linear(cfg.hidden, len(shapes) * cfg.bank_size))
+        self._grams: dict[tuple, Tensor] = {}  # Gram matrices of stored snapshots
 
     def mixing(self, c: Tensor) -> Tensor:
         """(B, n_sites, K) coefficients, softmax over the bank scaled by K (mean 1)."""
@@ -138,6 +147,39 @@ class BankGenerator(Generator):
 
     def unpack(self, packed: Mapping[str, Factors], index: Tensor) -> dict[str, Factors]:
         return {s: (A, B, coef[index].repeat_interleave(self.rank, dim=-1)) for s, (A, B, coef) in packed.items()}
+
+    def distance(self, now: Mapping[str, Factors], packed: Mapping[str, Factors], index: Tensor,
+                 scaling: Mapping[str, float]) -> Tensor:
+        """Exact, with K x K matrices: dW_i = B diag(c_i (x) 1_r) A, so ||dW_i - dW0_i||^2 =
+        c M11 c - 2 c M10 c0 + c0 M00 c0, M_xy = pool_r((A_x A_y^T) * (B_x^T B_y))."""
+        total: Tensor | float = 0.0
+        for s in self.shapes:
+            A, B, gate = now[s]
+            A0, B0, coef0 = packed[s]
+            c, c0 = gate[:, ::self.rank], coef0[index]  # (n, K)
+            m11 = self._pool(self._gram(A, A) * (B.T @ B))
+            m10 = self._pool(self._gram(A, A0) * (B.T @ B0))
+            m00 = self._pool(self._gram(A0, A0) * self._gram(B0.T, B0.T))
+            d = (torch.einsum("nk,kl,nl->n", c, m11, c) - 2 * torch.einsum("nk,kl,nl->n", c, m10, c0)
+                 + torch.einsum("nk,kl,nl->n", c0, m00, c0))
+            total = total + scaling[s] ** 2 * d.clamp_min(0)
+        return total  # type: ignore[return-value]
+
+    def _pool(self, m: Tensor) -> Tensor:
+        """(K r, K r) -> (K, K): sum over the r x r block of each pair of bases."""
+        k, r = self.bank_size, self.rank
+        return m.view(k, r, k, r).sum((1, 3))
+
+    def _gram(self, x: Tensor, y: Tensor) -> Tensor:
+        """x @ y.T, cached for stored snapshots (plain tensors, never changed in place)."""
+        if isinstance(x, nn.Parameter) or isinstance(y, nn.Parameter) or x.requires_grad or y.requires_grad:
+            return x @ y.T
+        key = (id(x), x._version, id(y), y._version)
+        if key not in self._grams:
+            if len(self._grams) > 16:
+                self._grams.clear()
+            self._grams[key] = x @ y.T
+        return self._grams[key]
 
 
 class _Block(nn.Module):

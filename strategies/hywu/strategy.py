@@ -39,7 +39,7 @@ from hywu_bench.data import dataset_tensors
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 from hywu_bench.training import HarnessTemplate, TrainingSetup
 from strategies.hywu.condition import parse_condition
-from strategies.hywu.generator import (ARCHITECTURES, GeneratorConfig, delta_distance, delta_gram,
+from strategies.hywu.generator import (ARCHITECTURES, GeneratorConfig, delta_gram,
                                        slice_factors)
 from strategies.hywu.memory import FunctionalMemory
 from strategies.hywu.model import HYWUModel
@@ -55,6 +55,7 @@ class HYWUOptions:
     generator: Literal["bank", "mlp", "tokens"] = "bank"  # bank: K mixing coefficients per site (lean)
     bank_size: int = 24  # K bases per site (bank)
     hidden: int = 256  # generator width (mlp trunk, bank coefficient net)
+    train_bank_A: bool = True  # False: the bank's A factors stay at their random init (cheaper)
     condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
     condition_layer: str = "auto"  # base layer read by `features`; auto: see DEFAULT_LAYER
     anchors_per_experience: int = 200  # condition anchors kept from each experience
@@ -98,7 +99,7 @@ class HYWUStrategy(HarnessTemplate):
         self.options = options = options or HYWUOptions()
         condition = resolve_condition(options, condition_dim)
         cfg = GeneratorConfig(arch=options.generator, rank=options.rank, hidden=options.hidden,
-                              bank_size=options.bank_size)
+                              bank_size=options.bank_size, train_bank_A=options.train_bank_A)
         hywu = HYWUModel(model, sites=options.sites, rank=options.rank, alpha=options.alpha,
                          trainable=options.trainable, generator=cfg, condition=condition,
                          condition_layer=options.condition_layer, input_shape=input_shape,
@@ -140,11 +141,9 @@ class HYWUStrategy(HarnessTemplate):
 
     def regulariser(self, now: dict, index: Tensor) -> Tensor:
         """mean over the anchors of sum over sites ||dW_now - dW_snapshot||_F^2."""
-        then = self.model.generator.unpack(self.memory.packed_on(self.device), index.to(self.device))
-        total = 0.0
-        for name, site in self.model.sites.items():
-            total = total + delta_distance(now[name], then[name], site.scaling)  # (n_anchors,)
-        return total.mean()
+        scaling = {name: site.scaling for name, site in self.model.sites.items()}
+        packed = self.memory.packed_on(self.device)
+        return self.model.generator.distance(now, packed, index.to(self.device), scaling).mean()
 
     def collapse_penalty(self, factors: dict, max_instances: int = 32) -> Tensor:
         """Mean squared cosine between different instances' updates (a few instances per batch)."""
@@ -168,14 +167,10 @@ class HYWUStrategy(HarnessTemplate):
     def store_anchors(self, experience: Any) -> None:
         """Keep `anchors_per_experience` condition anchors of the experience's training data."""
         k = self.options.anchors_per_experience
-        tensors = dataset_tensors(experience.dataset)
         if k == 0:
             return
-        if tensors is None:
-            raise ValueError("HY-WU anchors need an experience made of tensors (no transforms)")
-        x, t = tensors[0], tensors[-1]
-        token = tensors[2] if len(tensors) == 4 else None
-        index = torch.randperm(x.shape[0])[:k]
+        x, token, t = _sample(experience.dataset, k)
+        index = torch.arange(x.shape[0])
         raw = []
         for chunk in index.split(self.eval_mb_size):
             raw.append(self.model.condition_raw(x[chunk].to(self.device),
@@ -204,14 +199,27 @@ class HYWUStrategy(HarnessTemplate):
 
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "memory": self.memory.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
+        """The model (base, generator, condition encoder) and the functional memory (anchors, snapshot).
+        The optimizer is Avalanche's to manage (it re-gathers parameters at every experience)."""
+        return {"model": self.model.state_dict(), "memory": self.memory.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.memory.load_state_dict(state["memory"])
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _sample(dataset: Any, k: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    """k random instances of a dataset: inputs, condition tokens (or None), task labels."""
+    tensors = dataset_tensors(dataset)
+    n = len(dataset) if tensors is None else tensors[0].shape[0]
+    index = torch.randperm(n)[:k]
+    if tensors is not None:  # the fast path: [x, y, (c,) t]
+        token = tensors[2][index] if len(tensors) == 4 else None
+        return tensors[0][index], token, tensors[-1][index]
+    items = [dataset[int(i)] for i in index]  # any Avalanche dataset: (x, y, [c,] t) per item
+    token = torch.stack([torch.as_tensor(it[2]) for it in items]) if len(items[0]) == 4 else None
+    return (torch.stack([torch.as_tensor(it[0]) for it in items]), token,
+            torch.tensor([int(it[-1]) for it in items]))
 
 
 @STRATEGIES.register("hywu", help="HY-WU: a frozen base adapted per instance by generated low-rank updates, "

@@ -1,0 +1,146 @@
+"""What HY-WU costs against the plain backbone, measured in one process on random data.
+
+For a batch of 128 on the MLP (784-256-256-10, 28x28 inputs) and the small CNN, with the strategy's
+default options (or the ones given with --set):
+
+- train_ratio: one HY-WU training step (forward with generated per-instance updates, cross-entropy plus
+  the functional-memory regulariser on `anchors_per_step` of 1,000 stored anchors, backward, Adam step)
+  over one naive step (forward, backward, SGD step on the whole backbone);
+- infer_ratio: HY-WU inference (condition, generator, adapted forward) over the base model's forward;
+- operator_speedup: the batched per-instance low-rank Linear (fc1 of the MLP, rank 4) over a Python loop
+  that sends each instance through the same operator with its own factors.
+
+Timings are medians over interleaved repeats (so both sides of a ratio see the same machine load).
+The last three lines are the MLP's figures: `train_ratio X`, `infer_ratio Y`, `operator_speedup Z`.
+
+    python benchmarks/hywu_cost.py [--repeats 30] [--threads N] [--set generator=mlp ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from hywu_bench.config import parse_set
+from hywu_bench.models import build_backbone
+from hywu_bench.registry import STRATEGIES, load_builtins
+from hywu_bench.training import quiet_evaluator
+from strategies.hywu.operator import LowRankLinear, use_factors
+from strategies.hywu.strategy import HYWUStrategy
+
+BATCH = 128
+N_ANCHORS = 1000  # 5 experiences x 200 anchors
+
+
+def timed(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved."""
+    for fn in fns.values():  # warm-up
+        fn(), fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def build_strategy(backbone: str, overrides: dict) -> tuple[torch.nn.Module, HYWUStrategy]:
+    shape = (1, 28, 28)
+    base = build_backbone(backbone, shape, 10, seed=0)
+    naive = build_backbone(backbone, shape, 10, seed=0)
+    options = STRATEGIES.options("hywu", overrides)
+    strategy = HYWUStrategy(model=base, options=options, input_shape=shape, train_mb_size=BATCH,
+                            train_epochs=1, device="cpu", evaluator=quiet_evaluator())
+    x = torch.rand(N_ANCHORS, *shape)
+    t = torch.zeros(N_ANCHORS, dtype=torch.long)
+    strategy.memory.add(strategy.model.condition_raw(x, None, t))
+    strategy.snapshot()
+    return naive, strategy
+
+
+def step_costs(backbone: str, overrides: dict, repeats: int) -> tuple[float, float]:
+    naive, strategy = build_strategy(backbone, overrides)
+    x, y = torch.rand(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    t = torch.zeros(BATCH, dtype=torch.long)
+    sgd = torch.optim.SGD(naive.parameters(), lr=0.01)
+    hywu = strategy.model
+
+    def naive_step() -> None:
+        sgd.zero_grad()
+        F.cross_entropy(naive(x), y).backward()
+        sgd.step()
+
+    def hywu_step() -> None:
+        strategy.mbatch = [x, y, t]
+        strategy.is_training = True
+        strategy.optimizer.zero_grad()
+        strategy.mb_output = strategy.forward()
+        strategy.criterion().backward()
+        strategy.optimizer.step()
+
+    def naive_infer() -> None:
+        with torch.no_grad():
+            naive(x)
+
+    def hywu_infer() -> None:
+        with torch.no_grad():
+            hywu(x, task=t)
+
+    naive.train(), hywu.train()
+    train = timed({"naive": naive_step, "hywu": hywu_step}, repeats)
+    naive.eval(), hywu.eval()
+    infer = timed({"naive": naive_infer, "hywu": hywu_infer}, repeats)
+    return train["hywu"] / train["naive"], infer["hywu"] / infer["naive"]
+
+
+def operator_speedup(repeats: int) -> float:
+    site = LowRankLinear(torch.nn.Linear(784, 256), rank=4, alpha=8.0)
+    x = torch.rand(BATCH, 784)
+    A, B = 0.01 * torch.randn(BATCH, 4, 784), 0.01 * torch.randn(BATCH, 256, 4)
+    sites = {"fc1": site}
+
+    @torch.no_grad()
+    def batched() -> None:
+        with use_factors(sites, {"fc1": (A, B)}):
+            site(x)
+
+    @torch.no_grad()
+    def loop() -> None:
+        for i in range(BATCH):
+            with use_factors(sites, {"fc1": (A[i:i + 1], B[i:i + 1])}):
+                site(x[i:i + 1])
+
+    times = timed({"batched": batched, "loop": loop}, max(5, repeats // 3))
+    return times["loop"] / times["batched"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="hywu option KEY=VALUE")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_builtins()
+    overrides = dict(parse_set(args.sets))
+    torch.manual_seed(0)
+    print(f"hywu options: {vars(STRATEGIES.options('hywu', overrides))}")
+    cnn_train, cnn_infer = step_costs("cnn", overrides, args.repeats)
+    print(f"cnn train_ratio {cnn_train:.2f}")
+    print(f"cnn infer_ratio {cnn_infer:.2f}")
+    mlp_train, mlp_infer = step_costs("mlp", overrides, args.repeats)
+    speedup = operator_speedup(args.repeats)
+    print(f"train_ratio {mlp_train:.2f}")
+    print(f"infer_ratio {mlp_infer:.2f}")
+    print(f"operator_speedup {speedup:.1f}")
+
+
+if __name__ == "__main__":
+    main()

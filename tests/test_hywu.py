@@ -1,0 +1,272 @@
+"""HY-WU: the per-instance operator, the generators, the functional memory and the strategy."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hywu_bench.models import build_backbone
+from hywu_bench.training import quiet_evaluator
+from strategies.hywu.generator import ARCHITECTURES, GeneratorConfig, build_generator, delta_distance, delta_gram
+from strategies.hywu.operator import LowRankConv2d, LowRankLinear, inject, site_shapes, use_factors
+from strategies.hywu.strategy import HYWUOptions, HYWUStrategy, resolve_condition
+
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_one_thread():
+    """Tiny tensors: one intra-op thread avoids thread hand-offs that dominate on a busy machine."""
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- operator ----------------------------------------------------------------------------------------
+
+
+def test_linear_batch_equals_each_instance_through_its_merged_linear():
+    base = nn.Linear(7, 5)
+    site = LowRankLinear(base, rank=3, alpha=6.0)
+    x, A, B = torch.randn(4, 7), torch.randn(4, 3, 7), torch.randn(4, 5, 3)
+    with use_factors({"fc": site}, {"fc": (A, B)}):
+        y = site(x)  # (4, 5)
+        y_seq = site(x[:, None].expand(4, 6, 7))  # (4, 6, 5): a sequence per instance
+    for i in range(4):
+        merged = nn.Linear(7, 5)
+        merged.weight.data = base.weight + site.scaling * B[i] @ A[i]
+        merged.bias.data = base.bias.clone()
+        torch.testing.assert_close(y[i], merged(x[i]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(y_seq[i], merged(x[i]).expand(6, 5), atol=1e-5, rtol=0)
+
+
+def test_shared_factors_and_gates_equal_merged_weights():
+    base = nn.Linear(7, 5)
+    site = LowRankLinear(base, rank=3, alpha=3.0)
+    x, A, B, gate = torch.randn(4, 7), torch.randn(3, 7), torch.randn(5, 3), torch.rand(4, 3)
+    with use_factors({"fc": site}, {"fc": (A, B, gate)}):
+        y = site(x)
+    for i in range(4):
+        w = base.weight + site.scaling * (B * gate[i]) @ A
+        torch.testing.assert_close(y[i], F.linear(x[i], w, base.bias), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])
+def test_conv_batch_equals_each_instance_through_its_merged_conv(stride, padding):
+    base = nn.Conv2d(3, 6, 3, stride=stride, padding=padding)
+    site = LowRankConv2d(base, rank=2, alpha=4.0)
+    x, A, B = torch.randn(4, 3, 9, 9), 0.3 * torch.randn(4, 2, 27), 0.3 * torch.randn(4, 6, 2)
+    assert site_shapes({"c": site}) == {"c": (27, 6)}
+    with use_factors({"c": site}, {"c": (A, B)}):
+        y = site(x)
+    for i in range(4):
+        w = base.weight + site.delta_weight(A[i], B[i])
+        ref = F.conv2d(x[i:i + 1], w, base.bias, stride, padding)
+        torch.testing.assert_close(y[i:i + 1], ref, atol=1e-5, rtol=0)
+
+
+def test_zero_B_gives_the_base_output_exactly():
+    lin, conv = nn.Linear(7, 5), nn.Conv2d(3, 4, 3, padding=1)
+    sites = {"lin": LowRankLinear(lin, 2, 4.0), "conv": LowRankConv2d(conv, 2, 4.0)}
+    x, xc = torch.randn(3, 7), torch.randn(3, 3, 6, 6)
+    factors = {"lin": (torch.randn(3, 2, 7), torch.zeros(3, 5, 2)),
+               "conv": (torch.randn(3, 2, 27), torch.zeros(3, 4, 2))}
+    with use_factors(sites, factors):
+        assert torch.equal(sites["lin"](x), lin(x))
+        assert torch.equal(sites["conv"](xc), conv(xc))
+    assert torch.equal(sites["lin"](x), lin(x))  # no factors set: the base output
+
+
+def test_inject_replaces_by_pattern_and_reports_unmatched():
+    model = build_backbone("cnn", (1, 28, 28), 10, seed=0)
+    sites = inject(model, ["conv*"], rank=2, alpha=4.0)
+    assert list(sites) == ["conv1", "conv2"] and isinstance(model.conv1, LowRankConv2d)
+    assert "LowRankConv2d" in repr(model)
+    with pytest.raises(ValueError, match="fc9.*available: fc1, head"):
+        inject(model, ["fc9"], rank=2, alpha=4.0)
+    with pytest.raises(ValueError, match="already wrapped"):
+        inject(model, ["conv1"], rank=2, alpha=4.0)
+
+
+def test_factors_are_cleared_after_an_exception():
+    site = LowRankLinear(nn.Linear(4, 3), 2, 2.0)
+    with pytest.raises(RuntimeError, match="boom"):
+        with use_factors({"fc": site}, {"fc": (torch.randn(2, 2, 4), torch.randn(2, 3, 2))}):
+            raise RuntimeError("boom")
+    assert site.lora_A is None and site.lora_B is None and site.lora_scale is None
+
+
+# -- generators ----------------------------------------------------------------------------------------
+
+
+def _dense(f, i, scaling):
+    A = f[0] if f[0].dim() == 2 else f[0][i]
+    B = f[1] if f[1].dim() == 2 else f[1][i]
+    gate = f[2][i] if len(f) == 3 else torch.ones(A.shape[0])
+    return scaling * (B * gate) @ A
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_generators_start_at_zero_and_gram_distances_are_exact(arch):
+    shapes = {"fc1": (20, 12), "fc2": (12, 12)}
+    gen = build_generator(6, shapes, GeneratorConfig(arch=arch, rank=2, hidden=16, bank_size=3, tile=8,
+                                                     width=16, heads=2, depth=1))
+    c = torch.randn(5, 6)
+    before = gen(c)
+    assert all(_dense(before[s], i, 1.0).abs().max() == 0 for s in shapes for i in range(5))
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    after = gen(c)
+    for s in shapes:
+        want = torch.stack([((_dense(after[s], i, 2.0) - _dense(before[s], i, 2.0)) ** 2).sum() for i in range(5)])
+        torch.testing.assert_close(delta_distance(after[s], before[s], 2.0), want, rtol=1e-4, atol=1e-6)
+        gram = torch.stack([torch.stack([(_dense(after[s], i, 1.0) * _dense(after[s], j, 1.0)).sum()
+                                         for j in range(5)]) for i in range(5)])
+        torch.testing.assert_close(delta_gram(after[s]), gram, rtol=1e-4, atol=1e-6)
+    packed, index = gen.pack(before), torch.tensor([4, 1])
+    scaling = {s: 2.0 for s in shapes}
+    want = sum(delta_distance(after[s], before[s], 2.0) for s in shapes)[index]
+    got = gen.distance({s: tuple(t[index] if t.dim() == f_dim else t for t, f_dim in zip(f, (3, 3, 2)))
+                        for s, f in after.items()}, packed, index, scaling)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+# -- the strategy ----------------------------------------------------------------------------------------
+
+
+def _stream(n_exp=2, n=48):
+    """Tiny class-incremental stream on 8x8 inputs, as an Avalanche benchmark of tensors."""
+    from hywu_bench.data import ExperienceInfo, ExperienceTensors, ScenarioInfo, make_scenario
+
+    train, test, infos = [], [], []
+    for e in range(n_exp):
+        classes = (2 * e, 2 * e + 1)
+        y = torch.tensor(classes).repeat(n // 2)
+        x = torch.rand(n, *SHAPE) + y.view(-1, 1, 1, 1) / 10
+        train.append(ExperienceTensors(x, y))
+        test.append(ExperienceTensors(x[:16], y[:16]))
+        infos.append(ExperienceInfo(e, classes, "fake", n_train=n, n_test=16))
+    info = ScenarioInfo("fake", "class", 2 * n_exp, SHAPE, tuple(infos))
+    return make_scenario(train, test, info)
+
+
+def _strategy(**options) -> HYWUStrategy:
+    model = build_backbone("mlp", SHAPE, 4, seed=0)
+    opts = HYWUOptions(**{"anchors_per_experience": 20, "anchors_per_step": 8, "hidden": 16, "bank_size": 4,
+                          **options})
+    return HYWUStrategy(model=model, options=opts, input_shape=SHAPE, train_mb_size=16, train_epochs=1,
+                        eval_mb_size=64, device="cpu", evaluator=quiet_evaluator())
+
+
+@pytest.mark.parametrize("generator", ["bank", "mlp"])
+def test_regulariser_is_zero_after_a_snapshot_and_grows_when_the_generator_moves(generator):
+    strategy = _strategy(generator=generator)
+    scenario = _stream()
+    strategy.train(scenario.train_stream[0])  # stores anchors, snapshots
+    index = torch.arange(len(strategy.memory))
+    assert len(index) == 20
+
+    def regulariser() -> float:
+        raw = strategy.memory.raw(index, "cpu")
+        return float(strategy.regulariser(strategy.model.generate(raw), index))
+
+    assert regulariser() == pytest.approx(0.0, abs=1e-5)
+    values = []
+    for step in (0.01, 0.02):
+        with torch.no_grad():
+            for p in strategy.model.generator.parameters():
+                p.add_(step * torch.ones_like(p))
+        values.append(regulariser())
+    assert 0 < values[0] < values[1]
+
+
+def test_base_is_unchanged_across_an_experience_and_the_generator_learns():
+    strategy = _strategy(beta=1.0)
+    scenario = _stream()
+    base = strategy.model.base
+    frozen = {k: v.clone() for k, v in base.state_dict().items() if not k.startswith("head.")}
+    generator = copy.deepcopy(strategy.model.generator.state_dict())
+    for exp in scenario.train_stream:
+        strategy.train(exp)
+    assert all(torch.equal(frozen[k], v) for k, v in base.state_dict().items() if k in frozen)
+    assert any(not torch.equal(generator[k], v) for k, v in strategy.model.generator.state_dict().items())
+    assert strategy.stored_memory_bytes() == strategy.memory.nbytes() > 0
+    assert strategy.memory_report()["anchor_kind"] == "embeddings"
+
+
+def test_inline_condition_equals_a_separate_features_pass():
+    strategy = _strategy(condition_layer="fc1")
+    with torch.no_grad():
+        for p in strategy.model.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(5, *SHAPE)
+    model = strategy.model.eval()
+    inline = model(x)
+    assert model._inline is True
+    model._inline = False
+    torch.testing.assert_close(model(x), inline, atol=1e-6, rtol=0)
+
+
+def test_state_round_trips_with_anchors_and_snapshot(tmp_path):
+    strategy = _strategy()
+    scenario = _stream()
+    for exp in scenario.train_stream:
+        strategy.train(exp)
+    torch.save(strategy.state_dict(), tmp_path / "hywu.pt")
+    other = _strategy()
+    other.load_state_dict(torch.load(tmp_path / "hywu.pt", weights_only=True))
+    x = torch.rand(6, *SHAPE)
+    strategy.model.eval(), other.model.eval()
+    torch.testing.assert_close(other.model(x), strategy.model(x))
+    assert all(torch.equal(other.memory.anchors[k], v) for k, v in strategy.memory.anchors.items())
+    index = torch.arange(len(strategy.memory))
+    raw = strategy.memory.raw(index, "cpu")
+    assert float(other.regulariser(other.model.generate(raw), index)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_condition_tokens_are_used_by_default_when_the_scenario_has_them():
+    assert resolve_condition(HYWUOptions(), condition_dim=0) == "features"
+    assert resolve_condition(HYWUOptions(), condition_dim=3) == "features+token"
+    with pytest.raises(ValueError, match="unknown kind"):
+        HYWUOptions(condition="features+user")
+
+
+def test_plain_avalanche_script_with_nc_benchmark():
+    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+
+    x, y = torch.rand(120, *SHAPE), torch.arange(4).repeat(30)
+    x = x + y.view(-1, 1, 1, 1) / 4
+    train = _make_taskaware_tensor_classification_dataset(x, y, targets=y)
+    test = _make_taskaware_tensor_classification_dataset(x[:40], y[:40], targets=y[:40])
+    benchmark = nc_benchmark(train, test, n_experiences=2, task_labels=False, seed=0)
+    model = build_backbone("mlp", SHAPE, 4, seed=0)
+    strategy = HYWUStrategy(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+                            train_mb_size=16, train_epochs=2, device="cpu", plugins=[],
+                            evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
+                            options=HYWUOptions(anchors_per_experience=10, hidden=16))
+    for exp in benchmark.train_stream:
+        strategy.train(exp)
+    metrics = strategy.eval(benchmark.test_stream)
+    accuracy = [v for k, v in metrics.items() if k.startswith("Top1_Acc_Stream")]
+    assert accuracy and 0.0 <= accuracy[0] <= 1.0
+    assert len(strategy.memory) == 20
+
+
+def test_a_short_run_on_split_digits(tmp_path):
+    from hywu_bench.config import resolve_spec
+    from hywu_bench.runner import run
+
+    record = run(resolve_spec(flags=dict(strategy="hywu", epochs=1)), out=tmp_path)
+    assert record.R.shape == (5, 5)
+    assert not torch.isnan(torch.tensor(record.R)).any()
+    assert record.metrics["stored_memory_bytes"] > 0
