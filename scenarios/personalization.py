@@ -13,9 +13,12 @@ therefore come with the instance, in two forms:
 - a condition token, the one-hot user id (`ScenarioInfo.condition_dim = n_users`): minibatches are
   `[x, y, c, t]` and conditioned strategies (HY-WU) read `c`;
 - the same token in the input, so plain baselines are not denied it: an extra image channel, zero but for
-  the user's band of pixels (the flattened H*W plane cut into n_users contiguous bands, i.e. rows for
-  28x28 images and 4 users), which is 1. The image channels are untouched; a CNN or MLP sees the user as
-  a fixed input pattern. `user_in_input=false` leaves the input as the dataset's (then only the token
+  the user's band of pixels (the flattened H*W plane cut into n_users contiguous bands, i.e. 7 rows each
+  for 28x28 images and 4 users), set to 1/sqrt(band size) so the plane has unit norm. The image channels
+  are untouched. Unit norm matters: a band of ones acts like a bias with ~200x the gain and made plain
+  SGD on Fashion-MNIST unstable (0.53 vs 0.71 accuracy after 5 epochs at lr 0.1); at unit norm one MLP
+  trained on all four users jointly reaches about the single-user accuracy on each (0.77-0.80), so the
+  information is usable. `user_in_input=false` leaves the input as the dataset's (then only the token
   says who the user is).
 
 Every experience uses the same training images by default (`same_images=true`), so the users conflict on
@@ -39,12 +42,12 @@ from scenarios.drift import PROFILES, Profile, StreamOptions, sizes, subsample
 
 
 def user_plane(n: int, h: int, w: int, user: int, n_users: int) -> Tensor:
-    """(n, 1, H, W): zeros, and ones on the user's band of the flattened plane."""
+    """(n, 1, H, W): zeros, and 1/sqrt(band size) on the user's band of the flattened plane (unit norm)."""
     if not 0 <= user < n_users <= h * w:
         raise ValueError(f"user {user} of {n_users} cannot be encoded in a {h}x{w} plane")
     band = torch.tensor_split(torch.arange(h * w), n_users)[user]
     plane = torch.zeros(h * w)
-    plane[band] = 1.0
+    plane[band] = band.numel() ** -0.5
     return plane.view(1, 1, h, w).expand(n, 1, h, w).clone()
 
 
