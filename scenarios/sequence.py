@@ -25,7 +25,8 @@ outputs (digits 0-9, Fashion-MNIST 10-19); `experiences_per_dataset` cuts each d
 Transforms and their parameters: permute (seed), rotate (degrees), blur (sigma), noise (std, seed), contrast
 (factor); an omitted seed is derived from the run seed and the experience number. The file is checked
 before anything is loaded: an unknown key, dataset or transform, a missing parameter, or a class outside
-the dataset is an error naming the experience and its line. The resolved sequence (every default, seed and
+the dataset is an error naming the experience and its line. Each experience draws fresh training images;
+experiences with the same dataset, classes and test_size share their test images. The resolved sequence (every default, seed and
 label map filled in) and the file's SHA-256 go into `ScenarioInfo.options`, saved with the results.
 Experiences with users carry the same token and extra input channel as the personalization streams.
 """
@@ -345,7 +346,8 @@ def build_sequence(spec: RunSpec, options: SequenceOptions) -> Scenario:
         parts = []
         for x, y, n, split in ((d.x_train, d.y_train, e["train_size"], "train"), (d.x_test, d.y_test, e["test_size"], "test")):
             keep = torch.isin(y, torch.tensor(e["classes"]))
-            xs, ys = subsample(x[keep], y[keep], n, T.generator(spec.seed, "sequence", split, k))
+            draw = k if split == "train" else (e["dataset"], tuple(e["classes"]), n)  # shared test images
+            xs, ys = subsample(x[keep], y[keep], n, T.generator(spec.seed, "sequence", split, draw))
             xs = T.resize(xs, shape[1], shape[0])
             for t in e["transform"]:
                 xs = T.TRANSFORMS[t["name"]].apply(xs, t)
