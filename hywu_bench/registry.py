@@ -136,6 +136,12 @@ class Registry:
     def from_source(self, source: str) -> "_SourceContext":
         return _SourceContext(self, source)
 
+    def forget_source(self, source: str) -> None:
+        """Drop what `source` registered (a plugin that failed halfway), so a fixed file can load again."""
+        for name in [n for n, e in self._entries.items() if e.source == source]:
+            del self._entries[name]
+        self._aliases = {a: n for a, n in self._aliases.items() if n in self._entries}
+
 
 class _SourceContext:
     """Marks entries registered inside the block as coming from `source` (a plugin file)."""
@@ -238,11 +244,17 @@ def load_plugin_file(path: str | Path) -> None:
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
         except UserError:
-            sys.modules.pop(module_name, None)
+            _forget(module_name, str(path))
             raise
         except Exception as err:  # a plugin's own bug: name the file, keep it one line
-            sys.modules.pop(module_name, None)
+            _forget(module_name, str(path))
             raise UserError(f"plugin file '{path}' failed to import: {type(err).__name__}: {err}") from None
+
+
+def _forget(module_name: str, source: str) -> None:
+    sys.modules.pop(module_name, None)
+    SCENARIOS.forget_source(source)
+    STRATEGIES.forget_source(source)
 
 
 def load_entry_points() -> None:
