@@ -5,22 +5,22 @@
   experience. Negative: a single shared update cannot serve both (the HY-WU paper reports about -0.3
   between conflicting editing tasks, e.g. blur/deblur, under one shared update).
 - operator separation (strategies that generate updates): cos(m_i, m_j) between the mean generated
-  update m of each experience; low or negative means the generator puts the experiences apart.
-- gradient conflict on the generated updates (HY-WU): the same cosine, but of the loss gradient with
-  respect to the generated updates themselves, summed over the sample's instances.
-- update projection: the generated updates of the sample on their first two principal components.
+  update m = mean over instances of dW = scaling * B diag(s) A of each experience, from exact Gram
+  matrices <dW_a, dW_b>_F (never materialising dW); low or negative: the experiences are put apart.
+- gradient conflict on the generated updates: the same cosine, of the loss gradient with respect to the
+  generated factors (A, B and gates: the generator's outputs), summed over the sample's instances.
+  (With respect to dW itself, summed over instances, it would equal the gradient on the base weights.)
+- update projection: the generated updates on their first two principal components (kernel PCA on
+  the same Gram matrix), for the scatter coloured by experience.
 
-Generated updates are found by duck typing, so no strategy is imported here:
+Generated updates are found without importing any strategy: every module with `lora_A`, `lora_B` and
+`scaling` attributes (the low-rank operator wrappers of strategies/hywu/operator.py, used by HY-WU, the
+LoRA family and hnet) is watched during the strategy's own forward pass, and the factors it holds are
+read (per-instance (B, R, D) or shared (R, D)). A strategy may instead define
+`generated_updates(x, condition=None, task_labels=None) -> Tensor (B, P)` (keyword arguments are passed
+only when declared; a first parameter named `mbatch` gets Avalanche's minibatch list).
 
-    strategy.generated_updates(x, condition=None, task_labels=None) -> Tensor (B, P)
-        the flat update each instance gets (e.g. every site's scaling * B A, concatenated);
-        keyword arguments are passed only when the method declares them; a method whose first
-        parameter is named `mbatch` gets Avalanche's minibatch list [x, y, (condition,) task] instead.
-    strategy.logits_from_updates(x, updates, condition=None, task_labels=None) -> Tensor (B, n_classes)
-        optional: the forward pass with the given flat updates, for the gradient on the updates.
-
-A strategy without them gets only the gradient-conflict probe. torch is imported inside `probe`, so
-`save` / `load` (and `hywu-bench report`, which reads the files) stay torch-free.
+torch is imported inside the functions, so `save` / `load` (and `hywu-bench report`) stay torch-free.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ FORMAT_VERSION = 1
 FILE_NAME = "interference.json"
 MATRIX_KINDS = ("gradient_conflict", "gradient_conflict_updates", "operator_separation")
 N_SAMPLES = 128  # test instances per experience: enough for a stable direction, cheap on a CPU
-N_PROJECTED = 64  # instances per experience in the 2-D projection
+N_PROJECTED = 64  # instances per experience whose generated updates are compared (Gram: (64 T)^2)
 
 
 def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, seed: int = 0) -> dict[str, Any]:
@@ -65,16 +65,19 @@ def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, 
             raise ValueError("interference probes need a tensor-backed test stream (hywu_bench.data.make_scenario)")
         keep = torch.randperm(len(tensors[1]), generator=generator)[:n_samples]
         batches.append([t[keep].to(device) for t in tensors])
-    out: dict[str, Any] = {"format_version": FORMAT_VERSION, "n_samples": n_samples, "experiences": len(batches),
-                           "skipped": []}
+    out: dict[str, Any] = {"format_version": FORMAT_VERSION, "n_samples": n_samples, "experiences": len(batches)}
     model.eval()
     try:
         params = _trainable(strategy)
-        grads = [_flat_grad(_loss(strategy, b, info), params) for b in batches]
+        grads, factors = [], []
+        for batch in batches:
+            with _SiteWatch(model) as watch:
+                grads.append(_flat_grad(_loss(strategy, batch, info), params))
+            factors.append(watch.factors)
         out["parameters"] = int(sum(p.numel() for p in params))
         out["gradient_norms"] = [float(g.norm()) for g in grads]
         out["gradient_conflict"] = cosine_matrix(torch.stack(grads)).tolist()
-        _generated(strategy, batches, info, out)
+        _updates(strategy, batches, factors, info, out)
     finally:
         model.train(was_training)
         if hasattr(strategy, "mbatch"):
@@ -101,7 +104,7 @@ def _logits(strategy: Any, batch: list["torch.Tensor"], info: Any) -> "torch.Ten
     strategy.mbatch = batch
     try:
         logits = strategy.forward()
-    except Exception as err:  # a template that needs its training loop state: fall back to the bare model
+    except Exception as err:  # a template that needs its training-loop state: fall back to the bare model
         log.debug("strategy.forward() failed (%s); probing strategy.model(x)", err)
         logits = strategy.model(batch[0])
     if info is not None and getattr(info, "task_aware", False):
@@ -120,7 +123,7 @@ def _loss(strategy: Any, batch: list["torch.Tensor"], info: Any) -> "torch.Tenso
     return F.cross_entropy(_logits(strategy, batch, info), batch[1])
 
 
-def _flat_grad(loss: "torch.Tensor", params: list["torch.nn.Parameter"]) -> "torch.Tensor":
+def _flat_grad(loss: "torch.Tensor", params: list["torch.Tensor"]) -> "torch.Tensor":
     import torch
 
     grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -129,14 +132,175 @@ def _flat_grad(loss: "torch.Tensor", params: list["torch.nn.Parameter"]) -> "tor
 
 
 def cosine_matrix(vectors: "torch.Tensor") -> "torch.Tensor":
-    """(T, P) -> (T, T) cosine similarities; a zero vector has cosine 0 with everything (and 1 with itself)."""
+    """(T, P) -> (T, T) cosine similarities; a zero vector has cosine 0 with everything else."""
+    return cosine_from_gram(vectors.double() @ vectors.double().T).float()
+
+
+def cosine_from_gram(gram: "torch.Tensor") -> "torch.Tensor":
     import torch
 
-    norms = vectors.norm(dim=1, keepdim=True)  # (T, 1)
-    unit = vectors / norms.clamp_min(1e-12)
-    cos = (unit @ unit.T).clamp(-1, 1)  # (T, T)
-    cos.fill_diagonal_(1.0)
-    return torch.where((norms * norms.T) > 0, cos, torch.eye(len(vectors)))
+    norms = gram.diagonal().clamp_min(0).sqrt()  # (T,)
+    cos = (gram / (norms[:, None] * norms[None, :]).clamp_min(1e-30)).clamp(-1, 1)
+    cos = torch.where((norms[:, None] * norms[None, :]) > 0, cos, torch.zeros_like(cos))
+    return cos.fill_diagonal_(1.0)
+
+
+class _SiteWatch:
+    """Reads (and optionally replaces by gradient leaves) the factors every low-rank site holds when it runs."""
+
+    def __init__(self, model: Any, leaves: bool = False):
+        self.sites = {name: m for name, m in model.named_modules()
+                      if all(hasattr(m, a) for a in ("lora_A", "lora_B", "scaling"))}
+        self.leaves = leaves
+        self.factors: dict[str, tuple[Any, ...]] = {}  # name -> (A, B, gate or None, scaling)
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> "_SiteWatch":
+        for name, module in self.sites.items():
+            self.handles.append(module.register_forward_pre_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        def read(module: Any, inputs: Any) -> None:
+            A, B = module.lora_A, module.lora_B
+            if A is None or B is None or name in self.factors:
+                return
+            gate = getattr(module, "lora_scale", None)
+            if self.leaves:  # the site runs on leaves, so autograd gives d loss / d factors
+                A, B, gate = _leaf(A), _leaf(B), _leaf(gate)
+                module.lora_A, module.lora_B, module.lora_scale = A, B, gate
+            self.factors[name] = (A, B, gate, float(module.scaling))
+
+        return read
+
+
+def _leaf(t: Any) -> Any:
+    """A detached copy that requires grad; a Parameter stays a Parameter (modules register those)."""
+    import torch
+
+    if t is None:
+        return None
+    if isinstance(t, torch.nn.Parameter):
+        return torch.nn.Parameter(t.detach(), requires_grad=True)
+    return t.detach().requires_grad_(True)
+
+
+def _updates(strategy: Any, batches: list[list["torch.Tensor"]], factors: list[dict[str, tuple[Any, ...]]],
+             info: Any, out: dict[str, Any]) -> None:
+    """Operator separation, update projection and gradient conflict on the generated factors."""
+    import torch
+
+    method = getattr(strategy, "generated_updates", None)
+    n = [min(len(b[0]), N_PROJECTED) for b in batches]
+    if method is not None:
+        with torch.no_grad():
+            U = torch.cat([_call(method, b).detach().double().reshape(len(b[0]), -1)[:k].cpu()
+                           for b, k in zip(batches, n)])  # (N, P)
+        gram = U @ U.T
+    elif factors and all(factors):
+        gram = _factor_gram([_per_instance(f, len(b[0]), k) for f, b, k in zip(factors, batches, n)])
+    else:
+        return  # no generated updates: only the gradient-conflict probe applies
+    labels = [e for e, k in enumerate(n) for _ in range(k)]
+    out["operator_separation"] = cosine_from_gram(_block_means(gram, labels, len(batches))).tolist()
+    out["update_projection"] = _kernel_pca(gram, labels)
+    if method is None:
+        grads = []
+        for batch in batches:
+            with _SiteWatch(strategy.model, leaves=True) as watch:
+                loss = _loss(strategy, batch, info)
+            leaves = [t for (A, B, gate, _) in watch.factors.values() for t in (A, B, gate) if t is not None]
+            per_instance = [t.dim() == 3 or t is gate for (A, B, gate, _) in watch.factors.values()
+                            for t in (A, B, gate) if t is not None]
+            found = torch.autograd.grad(loss, leaves, allow_unused=True)
+            summed = [(g.sum(0) if each else g) if g is not None else torch.zeros_like(t[0] if each else t)
+                      for g, t, each in zip(found, leaves, per_instance)]  # summed over the sample's instances
+            grads.append(torch.cat([g.reshape(-1).float().cpu() for g in summed]))
+        if len({g.numel() for g in grads}) == 1:
+            out["gradient_conflict_updates"] = cosine_matrix(torch.stack(grads)).tolist()
+
+
+def _per_instance(f: dict[str, tuple[Any, ...]], batch: int, keep: int) -> dict[str, tuple[Any, ...]]:
+    """The first `keep` instances' factors, as A (n|1, R, D_in), B (n|1, D_out, R), gate (n, R), scaling.
+
+    A factor shared by the batch keeps a leading 1, so a bank of shared bases mixed by per-instance
+    gates costs (R, R) per pair of experiences, not (n, n, R, R)."""
+    out = {}
+    for name, (A, B, gate, scaling) in f.items():
+        A = (A.unsqueeze(0) if A.dim() == 2 else A[:keep]).detach().double().cpu()
+        B = (B.unsqueeze(0) if B.dim() == 2 else B[:keep]).detach().double().cpu()
+        gate = gate[:keep].detach().double().cpu() if gate is not None else None
+        n = gate.shape[0] if gate is not None else max(A.shape[0], B.shape[0], 1)
+        n = keep if A.shape[0] == B.shape[0] == 1 and gate is None else n
+        out[name] = (A, B, gate if gate is not None else _ones(n, A.shape[1]), scaling)
+    return out
+
+
+def _ones(n: int, r: int) -> "torch.Tensor":
+    import torch
+
+    return torch.ones(n, r, dtype=torch.float64)
+
+
+def _block(fa: tuple[Any, ...], fb: tuple[Any, ...]) -> "torch.Tensor":
+    """<dW_i, dW_j>_F for instances i of one experience and j of another at one site: (n_a, n_b).
+
+    dW = s * B diag(g) A, so <dW_i, dW_j> = s^2 sum_uv g_iu g_jv (A_i A_j^T)_uv (B_i^T B_j)_uv.
+    """
+    import torch
+
+    (Aa, Ba, ga, s), (Ab, Bb, gb, _) = fa, fb
+    P = torch.einsum("iud,jvd->ijuv", Aa, Ab) * torch.einsum("ieu,jev->ijuv", Ba, Bb)  # (n_a|1, n_b|1, R, R)
+    if P.shape[0] == 1 and P.shape[1] == 1:
+        return s**2 * ga @ P[0, 0] @ gb.T
+    if P.shape[1] == 1:
+        return s**2 * torch.einsum("iu,iuv,jv->ij", ga, P[:, 0], gb)
+    if P.shape[0] == 1:
+        return s**2 * torch.einsum("iu,juv,jv->ij", ga, P[0], gb)
+    return s**2 * torch.einsum("iu,ijuv,jv->ij", ga, P, gb)
+
+
+def _factor_gram(per_experience: list[dict[str, tuple[Any, ...]]]) -> "torch.Tensor":
+    """<dW_i, dW_j>_F over all instances of all experiences, summed over sites: (N, N)."""
+    import torch
+
+    T = len(per_experience)
+    rows = []
+    for a in range(T):
+        blocks = [sum(_block(per_experience[a][name], per_experience[b][name]) for name in per_experience[a])
+                  for b in range(T)]
+        rows.append(torch.cat(blocks, dim=1))
+    return torch.cat(rows, dim=0)
+
+
+def _block_means(gram: "torch.Tensor", labels: list[int], T: int) -> "torch.Tensor":
+    """<m_a, m_b> for the experiences' mean updates, from the instance Gram matrix: (T, T)."""
+    import torch
+
+    onehot = torch.zeros(len(labels), T, dtype=gram.dtype)
+    onehot[torch.arange(len(labels)), torch.tensor(labels)] = 1.0
+    weights = onehot / onehot.sum(0).clamp_min(1)  # (N, T)
+    return weights.T @ gram @ weights
+
+
+def _kernel_pca(gram: "torch.Tensor", labels: list[int]) -> dict[str, Any]:
+    """The first two principal components of the updates, from their Gram matrix (linear kernel PCA)."""
+    import torch
+
+    n = gram.shape[0]
+    H = torch.eye(n, dtype=gram.dtype) - 1.0 / n
+    centred = H @ gram @ H  # (N, N)
+    values, vectors = torch.linalg.eigh(centred)  # ascending
+    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
+    points = vectors[:, :2] * values[:2].sqrt()  # (N, 2)
+    if points.shape[1] < 2:
+        points = torch.cat([points, torch.zeros(n, 2 - points.shape[1], dtype=points.dtype)], 1)
+    ratio = (values[:2] / values.sum().clamp_min(1e-30)).tolist()
+    return {"points": points.float().tolist(), "experience": labels, "explained_variance": ratio}
 
 
 def _call(method: Callable[..., Any], batch: list["torch.Tensor"], *args: Any) -> Any:
@@ -151,51 +315,6 @@ def _call(method: Callable[..., Any], batch: list["torch.Tensor"], *args: Any) -
         if name in declared:
             kwargs[name] = batch[-1]
     return method(batch[0], *args, **kwargs)
-
-
-def _generated(strategy: Any, batches: list[list["torch.Tensor"]], info: Any, out: dict[str, Any]) -> None:
-    import torch
-    from torch.nn import functional as F
-
-    make = getattr(strategy, "generated_updates", None)
-    if make is None:
-        out["skipped"].append("operator separation: the strategy has no generated_updates()")
-        return
-    with torch.no_grad():
-        updates = [_call(make, b).detach().float().reshape(len(b[0]), -1).cpu() for b in batches]  # T x (n, P)
-    out["update_parameters"] = int(updates[0].shape[1])
-    out["operator_separation"] = cosine_matrix(torch.stack([u.mean(0) for u in updates])).tolist()
-    out["update_projection"] = _projection(updates)
-    forward = getattr(strategy, "logits_from_updates", None)
-    if forward is None:
-        out["skipped"].append("gradient conflict on updates: the strategy has no logits_from_updates()")
-        return
-    grads = []
-    for b in batches:
-        with torch.no_grad():
-            u = _call(make, b).detach().reshape(len(b[0]), -1)
-        u.requires_grad_(True)
-        loss = F.cross_entropy(_call(forward, b, u), b[1])
-        (g,) = torch.autograd.grad(loss, u)  # (n, P)
-        grads.append(g.sum(0).float().cpu())
-    out["gradient_conflict_updates"] = cosine_matrix(torch.stack(grads)).tolist()
-
-
-def _projection(updates: list["torch.Tensor"]) -> dict[str, Any]:
-    """First two principal components of the pooled generated updates (N_PROJECTED per experience)."""
-    import torch
-
-    pooled = torch.cat([u[:N_PROJECTED] for u in updates])  # (N, P)
-    labels = [k for k, u in enumerate(updates) for _ in range(min(len(u), N_PROJECTED))]
-    centred = pooled - pooled.mean(0, keepdim=True)
-    _, s, vh = torch.linalg.svd(centred, full_matrices=False)  # N is small: the thin SVD is cheap
-    k = min(2, vh.shape[0])
-    points = centred @ vh[:k].T  # (N, k)
-    if k < 2:
-        points = torch.cat([points, torch.zeros(len(points), 2 - k)], dim=1)
-    variance = s**2
-    ratio = (variance[:2] / variance.sum().clamp_min(1e-12)).tolist()
-    return {"points": points.tolist(), "experience": labels, "explained_variance": ratio}
 
 
 def save(path: str | Path, probe_result: dict[str, Any]) -> None:
