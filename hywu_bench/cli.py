@@ -6,6 +6,7 @@ Heavy imports (torch, avalanche) happen inside the commands, so `--help` and `--
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 import warnings
@@ -88,6 +89,8 @@ def run_command(
     config: Annotated[Optional[Path], typer.Option(help="A TOML file with spec fields and [scenario_options]/[strategy_options].")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     overwrite: Annotated[bool, typer.Option(help="Replace a complete run with the same name.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last finished experience.")] = False,
+    scenario_file: Annotated[Optional[Path], typer.Option(help="A TOML task sequence (see scenarios/examples); same as --scenario sequence --set scenario.path=FILE.")] = None,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; just the final table.")] = False,
 ) -> None:
@@ -96,13 +99,20 @@ def run_command(
     from hywu_bench.config import resolve_spec
     from hywu_bench.runner import run
 
+    if scenario_file is not None:
+        if scenario is not None:
+            raise UserError("give either --scenario or --scenario-file, not both.")
+        if not scenario_file.is_file():
+            raise UserError(f"scenario file '{scenario_file}' does not exist.")
+        scenario = "sequence"
+        set_ = [f"scenario.path={json.dumps(str(scenario_file.resolve()))}", *(set_ or [])]
     flags = dict(scenario=scenario, strategy=strategy, seed=seed, epochs=epochs, lr=lr, batch_size=batch_size,
                  backbone=backbone, device=device, warm_start=warm_start, download=download or None,
                  data_root=str(data_root) if data_root else None, name=name)
     spec = resolve_spec(config_file=config, flags=flags, sets=set_)
     from hywu_bench.progress import make_reporter
 
-    record = run(spec, out, overwrite=overwrite, reporter=make_reporter(quiet))
+    record = run(spec, out, overwrite=overwrite, resume=resume, reporter=make_reporter(quiet))
     _print_summary(record)
 
 

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hywu_bench import metrics, results
+from hywu_bench import checkpoint, metrics, results
 from hywu_bench.config import RunSpec
 from hywu_bench.data import Scenario, ScenarioInfo, dataset_tensors
-from hywu_bench.errors import UserError
+from hywu_bench.errors import RunDiverged, UserError
+from hywu_bench.locking import RunLock
 from hywu_bench.models import build_backbone, default_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
 from hywu_bench.training import (AccuracyCollector, DivergencePlugin, HarnessTemplate, ProgressPlugin,
@@ -175,34 +176,65 @@ def trainable_in_optimizer(strategy: Any) -> int:
     return total
 
 
-def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False,
+FAILED = "FAILED"
+
+
+def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False, resume: bool = False,
         reporter: Reporter | None = None) -> RunRecord:
+    """Run `spec`, or return the complete identical run already on disk.
+
+    An incomplete run folder is continued from its last checkpoint with `resume=True` and started over
+    otherwise. A diverging run raises `RunDiverged` after writing its partial matrix and a FAILED marker.
+    """
     load_builtins()
     reporter = reporter or LogReporter()
     out = Path(out)
     results.check_writable(out)
     path = results.run_dir(out, spec.scenario, spec.run_name, spec.seed)
     if results.is_complete(path) and not overwrite:
-        stored = results.load_run(path)
-        if stored.config.get("requested_spec") != json.loads(json.dumps(spec.to_dict())):
-            raise UserError(f"a complete run with a different configuration exists at '{path}'; pass --overwrite "
-                            f"to replace it, or --name NAME to store this one beside it.")
-        return RunRecord(spec, path, stored.before, stored.R, stored.metrics, reused=True)
+        return _reuse(spec, path)
+    with RunLock(path):
+        return _run_locked(spec, out, path, overwrite=overwrite, resume=resume, reporter=reporter)
 
+
+def _reuse(spec: RunSpec, path: Path) -> RunRecord:
+    stored = results.load_run(path)
+    if stored.config.get("format_version") != results.FORMAT_VERSION:
+        raise UserError(f"'{path}' was written by an incompatible version of hywu-bench (format "
+                        f"{stored.config.get('format_version')}, this is {results.FORMAT_VERSION}); use another --out.")
+    if stored.config.get("requested_spec") != json.loads(json.dumps(spec.to_dict())):
+        raise UserError(f"a complete run with a different configuration exists at '{path}'; pass --overwrite "
+                        f"to replace it, or --name NAME to store this one beside it.")
+    return RunRecord(spec, path, stored.before, stored.R, stored.metrics, reused=True)
+
+
+def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
     seed_everything(spec.seed)
     scenario: Scenario = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options)
-    info = scenario.info
     entry = STRATEGIES.get(spec.strategy)
-    if info.setting not in entry.settings:
-        raise UserError(f"strategy '{entry.name}' does not support the {info.setting}-incremental setting of "
-                        f"'{spec.scenario}' (it supports: {', '.join(entry.settings)}).")
-    resolved = resolve_hyperparameters(spec, info)
-    device = select_device(spec.device)
+    if scenario.info.setting not in entry.settings:
+        raise UserError(f"strategy '{entry.name}' does not support the {scenario.info.setting}-incremental setting "
+                        f"of '{spec.scenario}' (it supports: {', '.join(entry.settings)}).")
+    return scenario, resolve_hyperparameters(spec, scenario.info), select_device(spec.device)
+
+
+def _config(spec: RunSpec, resolved: RunSpec, info: ScenarioInfo, device: torch.device, warm: Path | None) -> dict:
+    return {"format_version": results.FORMAT_VERSION, "run_name": spec.run_name,
+            "requested_spec": spec.to_dict(), "spec": resolved.to_dict(), "scenario": info.to_dict(),
+            "strategy": {"name": STRATEGIES.get(spec.strategy).name,
+                         "options": vars(STRATEGIES.options(spec.strategy, spec.strategy_options))},
+            "warm_start": str(warm) if warm else None, "device": str(device),
+            "versions": library_versions(), "host": platform.node()}
+
+
+def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume: bool,
+                reporter: Reporter) -> RunRecord:
+    scenario, resolved, device = _prepare(spec)
+    info = scenario.info
     model = build_backbone(resolved.backbone, info.input_shape, info.n_classes, resolved.seed)
     before = np.array(evaluate_model(model, scenario.test_stream, info, torch.device("cpu"), resolved.eval_batch_size))
-
     reporter.start(resolved, info)
-    warm_path = warm_start(model, scenario, resolved, device, out, reporter) if resolved.warm_start else None
+    warm = warm_start(model, scenario, resolved, device, out, reporter) if resolved.warm_start else None
 
     collector = AccuracyCollector()
     plugins = [collector, DivergencePlugin(), ProgressPlugin(reporter.epoch)]
@@ -211,62 +243,97 @@ def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False,
     setup = TrainingSetup(resolved, info, device, resolved.epochs, resolved.batch_size, resolved.lr, plugins)
     seed_everything(resolved.seed)
     strategy = STRATEGIES.build(spec.strategy, model, setup, **spec.strategy_options)
+    strategy.precision = resolved.precision
 
     T = info.n_experiences
-    R = np.full((T, T), np.nan)
-    per_exp: list[dict[str, Any]] = []
+    progress = {"done": 0, "R": np.full((T, T), np.nan).tolist(), "per_experience": []}
+    config = _config(spec, resolved, info, device, warm)
+    if resume and not overwrite and (path / checkpoint.CHECKPOINT).exists():
+        stored = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
+        if stored.get("requested_spec") != json.loads(json.dumps(spec.to_dict())):
+            raise UserError(f"cannot resume '{path}': it was started with a different configuration; "
+                            f"pass --overwrite to start it over.")
+        progress = checkpoint.restore(checkpoint.load(path), strategy)
+        log.info("resuming %s after experience %d", path, progress["done"])
+    else:
+        _clear_run_folder(path)
+        results.atomic_write_json(path / "config.json", config)
+
+    try:
+        _train_stream(strategy, scenario, resolved, collector, progress, path, reporter)
+    except RunDiverged:
+        _write_results(path, before, np.array(progress["R"], dtype=float), progress["per_experience"], FAILED)
+        raise
+    return _finish(resolved, path, before, progress, reporter)
+
+
+def _clear_run_folder(path: Path) -> None:
+    """An incomplete (or overwritten) run is started over; the lock file stays."""
     if path.exists():
         import shutil
 
-        shutil.rmtree(path)  # an incomplete (or overwritten) run is started over
-    config = {"format_version": results.FORMAT_VERSION, "run_name": spec.run_name,
-              "requested_spec": spec.to_dict(), "spec": resolved.to_dict(), "scenario": info.to_dict(),
-              "strategy": {"name": entry.name, "options": vars(STRATEGIES.options(spec.strategy, spec.strategy_options))},
-              "warm_start": str(warm_path) if warm_path else None, "device": str(device),
-              "versions": library_versions(), "host": platform.node()}
-    results.atomic_write_json(path / "config.json", config)
+        for child in path.iterdir():
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
 
+
+def _train_stream(strategy: Any, scenario: Scenario, spec: RunSpec, collector: AccuracyCollector,
+                  progress: dict, path: Path, reporter: Reporter) -> None:
+    info, T = scenario.info, scenario.info.n_experiences
     offline = getattr(strategy, "offline", False)
     stream = [scenario.train_stream] if offline else list(scenario.train_stream)
-    for i, exp in enumerate(stream):
+    R = np.array(progress["R"], dtype=float)
+    for i in range(progress["done"], len(stream)):
         row = T - 1 if offline else i
         epochs = strategy.train_epochs
-        if resolved.warm_start and row == 0:
-            strategy.train_epochs = 0  # the warm start already learnt experience 0
+        skip = spec.warm_start and row == 0  # the warm start already learnt experience 0
+        strategy.train_epochs = 0 if skip else epochs
         t0 = time.perf_counter()
-        strategy.train(exp)
+        try:
+            strategy.train(stream[i])
+        finally:
+            strategy.train_epochs = epochs
         train_s = time.perf_counter() - t0
-        strategy.train_epochs = epochs
         collector.reset()
         t1 = time.perf_counter()
         strategy.eval(scenario.test_stream)
         eval_s = time.perf_counter() - t1
         R[row] = collector.accuracies(T)
         n_seen = sum(e.n_train for e in info.experiences) if offline else info.experiences[i].n_train
-        trained_epochs = 0 if (resolved.warm_start and row == 0) else epochs
+        trained = 0 if skip else epochs
         record = {"experience": row, "train_seconds": train_s, "eval_seconds": eval_s,
-                  "samples_per_second": (n_seen * trained_epochs / train_s) if trained_epochs and train_s > 0 else None,
+                  "samples_per_second": n_seen * trained / train_s if trained and train_s > 0 else None,
                   "trainable_parameters": trainable_in_optimizer(strategy),
                   "stored_memory_bytes": int(strategy.stored_memory_bytes()), "accuracies": R[row].tolist()}
-        per_exp.append(record)
+        progress["per_experience"].append(record)
+        progress["R"], progress["done"] = R.tolist(), i + 1
+        checkpoint.save(path, strategy, progress)
         results.append_event(path / "events.jsonl", {"event": "experience_done", **record})
         reporter.experience(row, R[row].tolist(), train_s + eval_s)
 
+
+def _write_results(path: Path, before: np.ndarray, R: np.ndarray, per_exp: list[dict], marker: str) -> dict:
     summary = metrics.summary(R, before)
-    train_total = sum(r["train_seconds"] for r in per_exp)
-    trained = [r for r in per_exp if r["samples_per_second"]]
+    trained = [r["samples_per_second"] for r in per_exp if r["samples_per_second"]]
     summary.update({
-        "train_seconds": train_total,
+        "train_seconds": sum(r["train_seconds"] for r in per_exp),
         "wall_seconds": sum(r["train_seconds"] + r["eval_seconds"] for r in per_exp),
-        "samples_per_second": (float(np.mean([r["samples_per_second"] for r in trained])) if trained else None),
-        "trainable_parameters": per_exp[-1]["trainable_parameters"],
-        "stored_memory_bytes": per_exp[-1]["stored_memory_bytes"],
+        "samples_per_second": float(np.mean(trained)) if trained else None,
+        "trainable_parameters": per_exp[-1]["trainable_parameters"] if per_exp else None,
+        "stored_memory_bytes": per_exp[-1]["stored_memory_bytes"] if per_exp else None,
         "forgetting_per_experience": metrics.forgetting_per_experience(R).tolist(),
         "step_interference": metrics.step_interference(R).tolist(),
         "per_experience": per_exp,
     })
     results.atomic_write_text(path / "accuracy_matrix.csv", results.matrix_to_csv(before, R))
     results.atomic_write_json(path / "metrics.json", summary)
-    results.atomic_write_text(path / results.COMPLETE, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    results.atomic_write_text(path / marker, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    return summary
+
+
+def _finish(spec: RunSpec, path: Path, before: np.ndarray, progress: dict, reporter: Reporter) -> RunRecord:
+    R = np.array(progress["R"], dtype=float)
+    summary = _write_results(path, before, R, progress["per_experience"], results.COMPLETE)
+    (path / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # the finished run no longer needs it
     reporter.finish()
-    return RunRecord(resolved, path, before, R, summary)
+    return RunRecord(spec, path, before, R, summary)

@@ -97,11 +97,38 @@ def plugin_memory_bytes(plugin: Any) -> int:
     return total
 
 
-class HarnessTemplate(TensorLoadersMixin, SupervisedTemplate):
-    """SupervisedTemplate on the tensor data path, reporting its stored memory."""
+class CheckpointMixin:
+    """Plain-state checkpointing of a template's plugins; subclasses add what they keep themselves."""
+
+    plugins: list[Any]
+
+    def strategy_state(self) -> dict[str, Any]:
+        from hywu_bench.checkpoint import plugin_state
+
+        return {"plugins": [plugin_state(p, self) for p in self.plugins]}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        from hywu_bench.checkpoint import load_plugin_state
+
+        if len(state["plugins"]) != len(self.plugins):
+            raise ValueError("checkpoint was written by a strategy with different plugins")
+        for plugin, plugin_state in zip(self.plugins, state["plugins"]):
+            load_plugin_state(plugin, plugin_state, self)
 
     def stored_memory_bytes(self) -> int:
         return sum(plugin_memory_bytes(p) for p in self.plugins if not isinstance(p, _RunnerPlugin))
+
+
+class HarnessTemplate(CheckpointMixin, TensorLoadersMixin, SupervisedTemplate):
+    """SupervisedTemplate on the tensor data path, reporting its stored memory, checkpointable."""
+
+    precision: str = "fp32"
+
+    def forward(self) -> Tensor:
+        if self.precision == "bf16" and self.device.type == "cuda":
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                return super().forward().float()
+        return super().forward()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from avalanche.training.storage_policy import ClassBalancedBuffer, ExperienceBal
 from torch import nn
 
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
-from hywu_bench.training import HarnessTemplate, TensorLoadersMixin, TrainingSetup
+from hywu_bench.training import CheckpointMixin, HarnessTemplate, TensorLoadersMixin, TrainingSetup
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,10 @@ def build_naive(model: nn.Module, setup: TrainingSetup, options: NoOptions) -> H
     return _template(model, setup)
 
 
-class HarnessJoint(TensorLoadersMixin, JointTraining):
+class HarnessJoint(CheckpointMixin, TensorLoadersMixin, JointTraining):
     """Avalanche's JointTraining (offline: one `train(stream)` over all experiences)."""
 
     offline = True
-
-    def stored_memory_bytes(self) -> int:
-        return 0
 
 
 @STRATEGIES.register("joint", help="offline training on all experiences at once (upper bound; final row only)",
@@ -72,6 +69,17 @@ class CumulativeTemplate(HarnessTemplate):
         exp = self.experience.dataset
         self.dataset = exp if self.dataset is None else self.dataset.concat(exp)
         self.adapted_dataset = self.dataset.train()
+
+    def strategy_state(self) -> dict[str, Any]:
+        from hywu_bench.checkpoint import to_plain
+
+        return {**super().strategy_state(), "seen": to_plain(self.dataset)}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        from hywu_bench.checkpoint import from_plain
+
+        super().load_strategy_state(state)
+        self.dataset = from_plain(state["seen"])
 
 
 @STRATEGIES.register("cumulative", help="retrain on all data seen so far at every experience",
