@@ -277,6 +277,13 @@ class LoRATemplate(HarnessTemplate):
 
     model: FrozenBase
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # The optimizer's parameters and state are rebuilt at every experience start (make_optimizer), so
+        # a state saved between experiences has nothing to restore, and its parameter list can differ
+        # from a fresh strategy's (new adapters, frozen ones): loading one keeps the optimizer as it is.
+        self.optimizer.register_load_state_dict_pre_hook(lambda optimizer, state: optimizer.state_dict())
+
     def forward(self) -> Tensor:
         return self.model(self.mb_x, self.mb_task_id)
 
