@@ -271,6 +271,10 @@ def experience_labels(experience: Any) -> tuple[int, list[int]]:
     return int(tasks[0]), [int(c) for c in classes]
 
 
+def _keep_own_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
+    return optimizer.state_dict()
+
+
 class LoRATemplate(HarnessTemplate):
     """HarnessTemplate for a `FrozenBase` model: the task label goes into forward, the optimizer holds
     the currently trainable parameters only, and the model's penalty joins the training loss."""
@@ -282,7 +286,7 @@ class LoRATemplate(HarnessTemplate):
         # The optimizer's parameters and state are rebuilt at every experience start (make_optimizer), so
         # a state saved between experiences has nothing to restore, and its parameter list can differ
         # from a fresh strategy's (new adapters, frozen ones): loading one keeps the optimizer as it is.
-        self.optimizer.register_load_state_dict_pre_hook(lambda optimizer, state: optimizer.state_dict())
+        self.optimizer.register_load_state_dict_pre_hook(_keep_own_state)
 
     def forward(self) -> Tensor:
         return self.model(self.mb_x, self.mb_task_id)
