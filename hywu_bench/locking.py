@@ -48,6 +48,10 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         if self._read() == self.owner:
             self.path.unlink(missing_ok=True)
+            try:  # a run that failed before writing anything leaves no empty folder behind
+                self.path.parent.rmdir()
+            except OSError:
+                pass
 
     def _read(self) -> dict:
         try:

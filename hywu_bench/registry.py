@@ -4,7 +4,7 @@ A builder registers itself with a decorator that declares its name, a one-line h
 supports (class-, domain-, task-incremental) and a frozen dataclass of its options::
 
     @STRATEGIES.register("replay", help="...", settings=ALL_SETTINGS, options=ReplayOptions)
-    def build_replay(model, spec, info, options: ReplayOptions): ...
+    def build_replay(model, setup, options: ReplayOptions): ...   # setup: hywu_bench.training.TrainingSetup
 
 `Registry.options(name, overrides)` turns user overrides into that dataclass, with an error listing the
 valid options (and the closest match) for an unknown one. Plugins register into the same registries
