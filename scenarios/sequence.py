@@ -87,6 +87,10 @@ class MixedOptions:
     def __post_init__(self) -> None:
         if not self.datasets:
             raise ValueError("datasets must name at least one dataset")
+        for name in self.datasets:
+            if ALIASES.get(name, name) not in LOADERS:
+                valid = sorted(LOADERS) + sorted(ALIASES)
+                raise ValueError(f"unknown dataset '{name}'.{did_you_mean(name, valid)} Valid: {', '.join(valid)}.")
         if self.experiences_per_dataset < 1 or self.size < 0:
             raise ValueError("experiences_per_dataset must be >= 1 and size >= 0")
         if self.train_per_experience < 0 or self.test_per_experience < 0:

@@ -167,3 +167,5 @@ def test_mixed_concatenates_datasets_on_their_own_outputs():
     x, y, t = columns(s.train_stream, 3)
     assert x.shape == (100, 1, 28, 28) and set(y.tolist()) <= set(range(15, 20))
     assert [(e.n_train, e.n_test) for e in info.experiences][2:] == [(100, 50), (100, 50)]
+    with pytest.raises(UserError, match="unknown dataset 'fminst'. Did you mean 'fmnist'"):
+        SCENARIOS.options("mixed", {"datasets": "digits,fminst"})
