@@ -177,3 +177,4 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+from hywu_bench import cli_results  # noqa: E402,F401

@@ -382,6 +382,8 @@ def matrix_markdown(table: pd.DataFrame, kind: str, row_label: str = "after") ->
     parts = []
     for strategy, sub in table.groupby(level="strategy", sort=False):
         sub = sub.reset_index()
+        if sub["mean"].isna().all():  # offline references have no steps
+            continue
         cells = sub.pivot_table(index="i", columns="j", values="mean", dropna=False)
         header = f"| {row_label} \\ exp | " + " | ".join(f"exp {j}" for j in cells.columns) + " |"
         n = int(sub["n_seeds"].max())
@@ -546,7 +548,8 @@ def scenario_markdown(loaded: Loaded, scenario: str, files: dict[str, list[Path]
         description = DESCRIPTIONS.get(name, "")
         if name in TABLES:
             md = paths[1].read_text(encoding="utf-8")
-            links = ", ".join(f"[{Path(r).suffix[1:].upper()}]({r})" for r in rel if not r.endswith(".md"))
+            links = ", ".join(f"[{'matrix ' if '_matrix' in r else ''}{Path(r).suffix[1:].upper()}]({r})"
+                              for r in rel if not r.endswith(".md"))
             parts.append(f"### {TABLES[name][0]}\n\n{description} {_facts(loaded, scenario, name)}\n\n{md}\n"
                          f"Files: {links}.\n")
         else:
