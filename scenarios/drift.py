@@ -47,9 +47,10 @@ class Profile:
     aliases: tuple[str, ...] = ()  # extra scenario-name suffixes
 
 
-_MLP28 = dict(epochs=5, batch_size=32, lr=0.1, backbone="mlp")  # about 0.75 on 2,000 Fashion-MNIST images
+# Plain SGD at lr 0.1 learns Fashion-MNIST a little faster, but EWC (lambda 100) diverged there; 0.05 is safe.
+_MLP28 = dict(epochs=5, batch_size=32, lr=0.05, backbone="mlp")  # about 0.7 on 2,000 Fashion-MNIST images
 PROFILES: dict[str, Profile] = {
-    "digits": Profile("digits", 0, 0, dict(epochs=10, batch_size=32, lr=0.1, backbone="mlp")),
+    "digits": Profile("digits", 0, 0, dict(epochs=10, batch_size=32, lr=0.05, backbone="mlp")),
     "mnist": Profile("mnist", 2000, 1000, _MLP28),
     "fmnist": Profile("fashion-mnist", 2000, 1000, _MLP28, aliases=("fashion-mnist",)),
     "cifar10": Profile("cifar10", 2000, 1000, dict(epochs=3, batch_size=32, lr=0.05, backbone="cnn")),

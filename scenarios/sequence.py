@@ -65,10 +65,10 @@ def common_shape(datasets: list[TensorData], size: int) -> tuple[int, int, int]:
 def recommended_for(shape: tuple[int, int, int]) -> dict[str, Any]:
     c, h, _ = shape
     if h <= 8:
-        return dict(epochs=10, batch_size=32, lr=0.1, backbone="mlp")
+        return dict(epochs=10, batch_size=32, lr=0.05, backbone="mlp")
     if c == 3:
         return dict(epochs=3, batch_size=32, lr=0.05, backbone="cnn")
-    return dict(epochs=5, batch_size=32, lr=0.1, backbone="mlp")
+    return dict(epochs=5, batch_size=32, lr=0.05, backbone="mlp")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_preference_fmnist_recipe_and_shape():
 def test_naive_fine_tuning_forgets_earlier_users(tmp_path):
     """The scenario causes the interference it is built for: fine-tuning on user k overwrites user k-1."""
     spec = RunSpec(scenario="preference-digits", strategy="naive", seed=0,
-                   scenario_options={"n_users": 3, "train_per_experience": 400, "test_per_experience": 200})
+                   scenario_options={"n_users": 3, "test_per_experience": 200})
     record = run(spec, tmp_path)
     R = record.R
     assert R[0, 0] > 0.7 and R[1, 1] > 0.7  # each user is learnt...
