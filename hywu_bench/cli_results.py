@@ -153,7 +153,7 @@ def report_command(
     scenario: Annotated[Optional[list[str]], typer.Option(help="Only this scenario (repeatable). [default: all]")] = None,
 ) -> None:
     """Re-render every table and figure (and REPORT.md) from stored runs; no training, no torch."""
-    from hywu_bench.report import render
+    from hywu_bench.paper import render
 
     if not results_dir.is_dir():
         raise UserError(f"results folder '{results_dir}' does not exist.")
@@ -177,15 +177,15 @@ def paper_command(
 ) -> None:
     """Run a declared suite of comparisons and write every table, figure and REPORT.md."""
     _load_plugins(plugin)
-    from hywu_bench import sweep
+    from hywu_bench import paper
 
-    plan = sweep.load_suite(suite, scale)
+    plan = paper.load_suite(suite, scale)
     for note in plan.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     out = out or Path("results") / f"paper-{scale}"
     progress = GridProgress(plan.n_runs, quiet)
     try:
-        result = sweep.run_suite(plan, out, workers=workers, device=device, plugins=plugin or [], listener=progress)
+        result = paper.run_suite(plan, out, workers=workers, device=device, plugins=plugin or [], listener=progress)
     finally:
         progress.close()
     raise typer.Exit(code=_summarise(result.outcomes, result.report))

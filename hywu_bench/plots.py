@@ -25,9 +25,11 @@ from hywu_bench import report
 
 # Okabe-Ito: orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple, black.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
-# Method colours: Okabe-Ito without yellow (faint on white) and vermillion (kept for HY-WU), plus grey.
-# Wine (from Paul Tol's palettes) makes an eighth before colours repeat with other markers.
-METHOD_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#000000", "#999999", "#882255")
+# Method colours: Okabe-Ito without yellow (faint on white) and vermillion (kept for HY-WU), then Paul
+# Tol's wine, indigo, teal and sand: ten before a colour repeats (always with another marker).
+METHOD_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#882255", "#332288", "#44AA99",
+                  "#000000", "#DDCC77")
+REFERENCE_COLOURS = ("#555555", "#999999", "#BBBBBB")  # joint, cumulative, oracle: dashed greys
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 HIGHLIGHT = "hywu"  # drawn last and thicker, so the method under study is never hidden
 RC = {
@@ -51,23 +53,28 @@ def styled(function: Callable[..., Figure]) -> Callable[..., Figure]:
 def method_styles(names: Any) -> dict[str, dict[str, Any]]:
     """A colour and marker per method, stable for a given set of methods (in report order)."""
     ordered = [n for n in report.order_strategies(names) if n != HIGHLIGHT]
+    methods = [n for n in ordered if n not in report.REFERENCES]
     out = {}
-    for k, name in enumerate(ordered):  # beyond 7 methods colours repeat, but never with the same marker
-        out[name] = {"color": METHOD_COLOURS[k % len(METHOD_COLOURS)], "marker": MARKERS[k % len(MARKERS)],
+    for k, name in enumerate(ordered):
+        if name in report.REFERENCES:
+            colour = REFERENCE_COLOURS[report.REFERENCES.index(name) % len(REFERENCE_COLOURS)]
+        else:  # beyond ten methods colours repeat, but never with the same marker
+            colour = METHOD_COLOURS[methods.index(name) % len(METHOD_COLOURS)]
+        out[name] = {"color": colour, "marker": MARKERS[k % len(MARKERS)],
                      "linestyle": "--" if name in report.REFERENCES else "-", "zorder": 3, "linewidth": 1.3}
     if HIGHLIGHT in set(names):  # vermillion, thick, on top and last in legends
         out[HIGHLIGHT] = {"color": "#D55E00", "marker": "*", "linestyle": "-", "zorder": 5, "linewidth": 2.2}
     return out
 
 
-def save(fig: Figure, stem: str | Path) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf; returns both paths."""
+def save(fig: Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "pdf"), dpi: float | None = None) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf (or the given formats); returns the paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    paths = [stem.with_name(f"{stem.name}.{ext}") for ext in formats]
     with matplotlib.rc_context(RC):
         for path in paths:
-            fig.savefig(path)
+            fig.savefig(path, dpi=dpi or RC["savefig.dpi"])
     return paths
 
 
@@ -144,7 +151,7 @@ def accuracy_matrices(frame: pd.DataFrame, scenario: str | None = None) -> Figur
     methods = report.order_strategies(frame["strategy"])
     panels = [(name, 100 * _mean_matrix(frame[frame["strategy"] == name])) for name in methods]
     T = panels[0][1].shape[0]
-    fig = _heatmaps(panels, "viridis", 0, 100, lambda v: f"{v:.0f}", "test experience", "after training",
+    fig = _heatmaps(panels, "viridis", 0, 100, lambda v: str(int(round(v))), "test experience", "after training",
                     "accuracy (%)", [str(j) for j in range(T)])
     fig.suptitle(f"Accuracy matrices on {scenario} (mean over seeds)")
     return fig
@@ -259,7 +266,7 @@ def step_interference(frame: pd.DataFrame, scenario: str | None = None) -> Figur
         if not np.isnan(M).all():  # offline references have no steps
             panels.append((name, M[1:, :-1]))
     limit = max(5.0, float(np.nanmax(np.abs([p[1] for p in panels])))) if panels else 100
-    fig = _heatmaps(panels, "RdBu_r", -limit, limit, lambda v: f"{v:.0f}", "hurt experience j", "training experience i",
+    fig = _heatmaps(panels, "RdBu_r", -limit, limit, lambda v: str(int(round(v))), "hurt experience j", "training experience i",
                     "accuracy lost (points)", [str(j) for j in range(T - 1)], [str(i) for i in range(1, T)])
     fig.suptitle(f"Step interference on {scenario} (mean over seeds)")
     return fig
@@ -296,7 +303,7 @@ def update_projection(projections: pd.DataFrame, scenario: str | None = None,
         for k, exp in enumerate(experiences):
             points = run[run["exp"] == exp]
             label = labels[exp] if labels and exp < len(labels) else f"exp {exp}"
-            ax.scatter(points["pc1"], points["pc2"], s=10, color=OKABE_ITO[k % len(OKABE_ITO)],
+            ax.scatter(points["pc1"], points["pc2"], s=10, color=METHOD_COLOURS[k % len(METHOD_COLOURS)],
                        marker=MARKERS[k % len(MARKERS)], label=label, alpha=0.8, linewidths=0)
         ax.set_title(f"{name} (seed {int(run['seed'].min())})")
         ax.set_xlabel("PC 1")

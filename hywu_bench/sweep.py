@@ -19,7 +19,7 @@ import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -142,7 +142,7 @@ class ProcessExecutor:
                     listener.finished(outcome)
                     outcomes.append(outcome)
                 if broken:  # the runs still in the broken pool are lost too; the rest get a fresh pool
-                    for future, spec in running.items():
+                    for spec in running.values():
                         outcome = Outcome(spec, False, error="worker pool broke while this run was in it")
                         listener.finished(outcome)
                         outcomes.append(outcome)
@@ -263,85 +263,7 @@ def compare(scenario: str, strategies: Sequence[str], seeds: Sequence[int], out:
             log.debug("%s", failed.details)
     result = CompareResult(outcomes)
     if write_report and any(o.ok for o in outcomes):
-        from hywu_bench.report import render
+        from hywu_bench.paper import render
 
         result.report = render(out, [scenario], write_index=False)
     return result
-
-
-# ---------------------------------------------------------------------------------------------------
-# Suites: the comparisons behind `hywu-bench paper`, declared in hywu_bench/suites/*.toml
-
-SUITES = Path(__file__).parent / "suites"
-
-
-@dataclass
-class SuiteEntry:
-    scenario: str
-    strategies: list[str]
-    seeds: list[int]
-    sets: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SuitePlan:
-    title: str
-    intro: str
-    workers: int
-    entries: list[SuiteEntry]
-    notes: list[str] = field(default_factory=list)  # what was left out, and why
-
-    @property
-    def n_runs(self) -> int:
-        return sum(len(e.strategies) * len(e.seeds) for e in self.entries)
-
-
-def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
-    """The entries of one scale of a suite file; strategies or scenarios not registered here are left out
-    with a note (so a suite can name methods that a checkout does not have yet)."""
-    from hywu_bench.config import load_toml
-    from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
-
-    load_builtins()
-    path = Path(path) if path else SUITES / "paper.toml"
-    data = load_toml(path)
-    scales = {k: v for k, v in data.items() if isinstance(v, dict)}
-    if scale not in scales:
-        raise UserError(f"suite '{path}' has no scale '{scale}'; it has: {', '.join(scales) or 'none'}.")
-    section = scales[scale]
-    plan = SuitePlan(data.get("title", "hywu-bench report"), section.get("intro", data.get("intro", "")),
-                     int(section.get("workers", 1)), [])
-    for k, item in enumerate(section.get("scenarios", [])):
-        where = f"{path}: {scale}.scenarios[{k}]"
-        unknown = sorted(set(item) - {"scenario", "strategies", "seeds", "set"})
-        if unknown or "scenario" not in item or "strategies" not in item:
-            raise UserError(f"{where}: needs 'scenario' and 'strategies' (and may have 'seeds', 'set'); "
-                            f"unknown keys: {', '.join(unknown) or 'none'}.")
-        if item["scenario"] not in SCENARIOS:
-            plan.notes.append(f"scenario '{item['scenario']}' is not registered here; left out")
-            continue
-        available = [s for s in item["strategies"] if s in STRATEGIES]
-        missing = [s for s in item["strategies"] if s not in STRATEGIES]
-        if missing:
-            plan.notes.append(f"{item['scenario']}: strategies {', '.join(missing)} are not registered here; left out")
-        plan.entries.append(SuiteEntry(item["scenario"], available, [int(s) for s in item.get("seeds", [0])],
-                                       [str(s) for s in item.get("set", [])]))
-    if not plan.entries:
-        raise UserError(f"suite '{path}' scale '{scale}' has no scenario that can run here.")
-    return plan
-
-
-def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, device: str | None = None,
-              plugins: Sequence[str | Path] = (), listener: Listener | None = None) -> CompareResult:
-    """Every entry's compare (resumable), then all tables and figures and <out>/REPORT.md."""
-    from hywu_bench.report import render
-
-    out = Path(out)
-    executor = make_executor(workers or plan.workers, plugins)
-    outcomes: list[Outcome] = []
-    for entry in plan.entries:
-        result = compare(entry.scenario, entry.strategies, entry.seeds, out, sets=entry.sets,
-                         flags={"device": device}, executor=executor, listener=listener, write_report=False)
-        outcomes += result.outcomes
-    rendered = render(out, [e.scenario for e in plan.entries], title=plan.title, intro=plan.intro)
-    return CompareResult(outcomes, rendered)
