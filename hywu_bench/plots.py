@@ -303,11 +303,12 @@ def update_projection(projections: pd.DataFrame, scenario: str | None = None,
         for k, exp in enumerate(experiences):
             points = run[run["exp"] == exp]
             label = labels[exp] if labels and exp < len(labels) else f"exp {exp}"
-            ax.scatter(points["pc1"], points["pc2"], s=10, color=METHOD_COLOURS[k % len(METHOD_COLOURS)],
+            ax.scatter(points["pc1"], points["pc2"], s=14, color=METHOD_COLOURS[k % len(METHOD_COLOURS)],
                        marker=MARKERS[k % len(MARKERS)], label=label, alpha=0.8, linewidths=0)
         ax.set_title(f"{name} (seed {int(run['seed'].min())})")
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
+        for axis, pc in ((ax.xaxis, 1), (ax.yaxis, 2)):
+            share = run[f"ev{pc}"].iloc[0] if f"ev{pc}" in run and len(run) else float("nan")
+            axis.set_label_text(f"PC {pc}" + ("" if pd.isna(share) else f" ({100 * share:.0f}% of variance)"))
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside right center", frameon=False, title="experience")
     fig.suptitle(f"Generated updates, 2-D PCA, on {scenario}")

@@ -62,7 +62,7 @@ class Loaded:
 
     frame: pd.DataFrame  # long format: one row per (run, after-row i, experience j), plus per-run costs
     probes: pd.DataFrame  # scenario, strategy, seed, kind, i, j, value (interference.json matrices)
-    projections: pd.DataFrame  # scenario, strategy, seed, exp, pc1, pc2 (generated updates in 2-D)
+    projections: pd.DataFrame  # scenario, strategy, seed, exp, pc1, pc2, ev1, ev2 (updates in 2-D, variance shares)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (run folder, why)
 
 
@@ -133,7 +133,7 @@ def load(out: str | Path, scenario: str | None = None) -> Loaded:
     columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS
     return Loaded(pd.DataFrame(rows, columns=columns),
                   pd.DataFrame(probes, columns=KEYS + ["kind", "i", "j", "value"]),
-                  pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2"]), skipped)
+                  pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2", "ev1", "ev2"]), skipped)
 
 
 def _probe_rows(path: Path, key: dict[str, Any], probes: list, projections: list) -> None:
@@ -151,8 +151,10 @@ def _probe_rows(path: Path, key: dict[str, Any], probes: list, projections: list
                 probes.append({**key, "kind": kind, "i": i, "j": j, "value": _number(value)})
     projection = probe.get("update_projection")
     if projection:
+        ev = (list(projection.get("explained_variance") or []) + [math.nan, math.nan])[:2]
         for exp, (pc1, pc2) in zip(projection["experience"], projection["points"]):
-            projections.append({**key, "exp": int(exp), "pc1": float(pc1), "pc2": float(pc2)})
+            projections.append({**key, "exp": int(exp), "pc1": float(pc1), "pc2": float(pc2),
+                                "ev1": _number(ev[0]), "ev2": _number(ev[1])})
 
 
 # ---------------------------------------------------------------------------------------------------
