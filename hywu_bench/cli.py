@@ -130,7 +130,7 @@ def _print_summary(record: Any) -> None:
             ("trainable parameters", f"{m['trainable_parameters']:,}"),
             ("stored memory", f"{m['stored_memory_bytes']:,} bytes")]
     width = max(len(k) for k, _ in rows)
-    title = f"{record.spec.run_name} on {record.spec.scenario}, seed {record.spec.seed}"
+    title = f"{record.spec.run_name} on {record.spec.scenario_label}, seed {record.spec.seed}"
     typer.echo(title + ("  (already complete; reused)" if record.reused else ""))
     for key, value in rows:
         typer.echo(f"  {key:<{width}}  {value}")

@@ -70,6 +70,12 @@ class RunSpec:
     def run_name(self) -> str:
         return self.name or self.strategy
 
+    @property
+    def scenario_label(self) -> str:
+        """The scenario's results folder: a scenario read from a file is named after the file too."""
+        path = self.scenario_options.get("path")
+        return f"{self.scenario}-{Path(str(path)).stem}" if path else self.scenario
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -144,7 +144,7 @@ def warm_start_key(spec: RunSpec) -> str:
 def warm_start(model: nn.Module, scenario: Scenario, spec: RunSpec, device: torch.device, out: Path,
                reporter: Reporter) -> Path:
     """Train the backbone on experience 0 once and cache it; load the cache when it exists."""
-    path = out / "_warmstart" / f"{spec.scenario}-{warm_start_key(spec)}.pt"
+    path = out / "_warmstart" / f"{spec.scenario_label}-{warm_start_key(spec)}.pt"
     if path.exists():
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -190,7 +190,7 @@ def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False, 
     reporter = reporter or LogReporter()
     out = Path(out)
     results.check_writable(out)
-    path = results.run_dir(out, spec.scenario, spec.run_name, spec.seed)
+    path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
     if results.is_complete(path) and not overwrite:
         return _reuse(spec, path)
     with RunLock(path):
