@@ -10,10 +10,12 @@ default options (or the ones given with --set):
 - operator_speedup: the batched per-instance low-rank Linear (fc1 of the MLP, rank 4) over a Python loop
   that sends each instance through the same operator with its own factors.
 
-Timings are medians over interleaved repeats (so both sides of a ratio see the same machine load).
+Timings are medians over interleaved repeats (so both sides of a ratio see the same machine load), on
+one intra-op thread by default: at these sizes thread hand-offs dominate on a shared machine and make
+ratios unrepeatable (`--threads 0` keeps torch's default).
 The last three lines are the MLP's figures: `train_ratio X`, `infer_ratio Y`, `operator_speedup Z`.
 
-    python benchmarks/hywu_cost.py [--repeats 30] [--threads N] [--set generator=mlp ...]
+    python benchmarks/hywu_cost.py [--repeats 30] [--threads 1] [--set generator=mlp ...]
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def operator_speedup(repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="hywu option KEY=VALUE")
     args = parser.parse_args()
     if args.threads:

@@ -231,6 +231,18 @@ def test_state_round_trips_with_anchors_and_snapshot(tmp_path):
     assert float(other.regulariser(other.model.generate(raw), index)) == pytest.approx(0.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("condition,kind", [("input", "raw-derived"), ("task", "task labels"),
+                                            ("features+task", "embeddings+task labels")])
+def test_other_conditions_train_and_label_their_anchors(condition, kind):
+    strategy = _strategy(condition=condition, anti_collapse=0.1)
+    for exp in _stream().train_stream:
+        strategy.train(exp)
+    assert strategy.memory_report()["anchor_kind"] == kind
+    assert strategy.last_regulariser is not None and float(strategy.last_regulariser) >= 0
+    factors = strategy.model.generate(strategy.memory.raw(torch.arange(6), "cpu"))
+    assert 0 <= float(strategy.collapse_penalty(factors)) <= 1 + 1e-5  # 1: all updates parallel
+
+
 def test_condition_tokens_are_used_by_default_when_the_scenario_has_them():
     assert resolve_condition(HYWUOptions(), condition_dim=0) == "features"
     assert resolve_condition(HYWUOptions(), condition_dim=3) == "features+token"

@@ -5,7 +5,7 @@ A condition is named by kinds joined with '+', e.g. `features`, `features+token`
 - `features`: the frozen base's own hidden features of the instance at a chosen layer (the paper
   conditions on the base model's hidden states). `layer="penultimate"` reads `model.features(x)`; a module
   name reads that module's output (the base output when the module is an adapted site; a feature map is
-  averaged over space). Computed once per batch, with no gradient.
+  averaged to a 2 x 2 grid). Computed once per batch, with no gradient.
 - `input`: a fixed random projection of the raw input (seeded; a sketch of the raw data, and counted
   as such in the memory report).
 - `token`: the scenario's per-instance condition token (personalization streams).
@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from strategies.hywu.operator import _LowRankLayer
 
 KINDS = ("features", "input", "token", "task")
+POOL = (2, 2)  # a convolutional feature map becomes C x 2 x 2 numbers
 # What a stored anchor of each kind is, for the memory report.
 ANCHOR_KIND = {"features": "embeddings", "input": "raw-derived", "token": "condition tokens", "task": "task labels"}
 
@@ -63,7 +64,8 @@ class FeatureReader:
             raise ValueError(f"condition layer '{layer}' is not a module of the model; use 'penultimate' or "
                              f"one of: {', '.join(n for n in names if '.base_layer' not in n)}")
         module = model.get_submodule(layer)
-        self.dim = _out_dim(module.base_layer if isinstance(module, _LowRankLayer) else module)
+        module = module.base_layer if isinstance(module, _LowRankLayer) else module
+        self.dim = _out_dim(module) * (POOL[0] * POOL[1] if isinstance(module, nn.Conv2d) else 1)
 
     @property
     def module(self) -> nn.Module | None:
@@ -75,8 +77,9 @@ class FeatureReader:
 
     @staticmethod
     def pool(out: Tensor) -> Tensor:
+        """(B, dim): a feature map is averaged to a 2 x 2 grid, keeping coarse layout."""
         out = out.detach()
-        return out.mean(dim=(2, 3)) if out.dim() == 4 else out.flatten(1)  # (B, dim)
+        return F.adaptive_avg_pool2d(out, POOL).flatten(1) if out.dim() == 4 else out.flatten(1)
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
@@ -111,6 +114,8 @@ def _out_dim(module: nn.Module) -> int:
 
 def _penultimate_dim(model: nn.Module) -> int:
     head = getattr(model, "head", None)
+    if isinstance(head, _LowRankLayer):
+        head = head.base_layer
     if isinstance(head, nn.Linear):
         return head.in_features
     raise ValueError("condition layer 'penultimate' needs the model's final Linear to be called 'head'")

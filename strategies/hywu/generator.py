@@ -129,7 +129,7 @@ class BankGenerator(Generator):
         self.lora_B = nn.ParameterDict({_key(s): nn.Parameter(torch.zeros(d_out, kr)) for s, (_, d_out) in shapes.items()})
         self.coefficients = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, cfg.hidden), nn.GELU(),
                                           nn.Linear(cfg.hidden, len(shapes) * cfg.bank_size))
-        self._grams: dict[tuple, Tensor] = {}  # Gram matrices of stored snapshots
+        self._grams: dict[tuple, tuple] = {}  # Gram matrices of tensors that do not change
 
     def mixing(self, c: Tensor) -> Tensor:
         """(B, n_sites, K) coefficients, softmax over the bank scaled by K (mean 1)."""
@@ -157,9 +157,9 @@ class BankGenerator(Generator):
             A, B, gate = now[s]
             A0, B0, coef0 = packed[s]
             c, c0 = gate[:, ::self.rank], coef0[index]  # (n, K)
-            m11 = self._pool(self._gram(A, A) * (B.T @ B))
-            m10 = self._pool(self._gram(A, A0) * (B.T @ B0))
-            m00 = self._pool(self._gram(A0, A0) * self._gram(B0.T, B0.T))
+            m11 = self._pool(self._gram(A, A) * self._gram(B, B, cols=True))
+            m10 = self._pool(self._gram(A, A0) * self._gram(B, B0, cols=True))
+            m00 = self._pool(self._gram(A0, A0) * self._gram(B0, B0, cols=True))
             d = (torch.einsum("nk,kl,nl->n", c, m11, c) - 2 * torch.einsum("nk,kl,nl->n", c, m10, c0)
                  + torch.einsum("nk,kl,nl->n", c0, m00, c0))
             total = total + scaling[s] ** 2 * d.clamp_min(0)
@@ -170,16 +170,20 @@ class BankGenerator(Generator):
         k, r = self.bank_size, self.rank
         return m.view(k, r, k, r).sum((1, 3))
 
-    def _gram(self, x: Tensor, y: Tensor) -> Tensor:
-        """x @ y.T, cached for stored snapshots (plain tensors, never changed in place)."""
-        if isinstance(x, nn.Parameter) or isinstance(y, nn.Parameter) or x.requires_grad or y.requires_grad:
-            return x @ y.T
-        key = (id(x), x._version, id(y), y._version)
-        if key not in self._grams:
-            if len(self._grams) > 16:
-                self._grams.clear()
-            self._grams[key] = x @ y.T
-        return self._grams[key]
+    def _gram(self, x: Tensor, y: Tensor, cols: bool = False) -> Tensor:
+        """x @ y.T (x.T @ y with `cols`), cached while neither needs a gradient (snapshots, a frozen A) nor changes in place.
+        The cache holds the tensors themselves, so their ids cannot be reused while cached."""
+        if x.requires_grad or y.requires_grad:
+            return x.T @ y if cols else x @ y.T
+        key = (id(x), id(y), cols)
+        hit = self._grams.get(key)
+        if hit is not None and hit[0] is x and hit[1] is y and hit[2] == (x._version, y._version):
+            return hit[3]
+        if len(self._grams) >= 16:
+            self._grams.clear()
+        result = x.T @ y if cols else x @ y.T
+        self._grams[key] = (x, y, (x._version, y._version), result)
+        return result
 
 
 class _Block(nn.Module):

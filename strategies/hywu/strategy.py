@@ -29,7 +29,7 @@ The optimizer keeps its class and hyperparameters but is pointed at the strategy
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -57,7 +57,7 @@ class HYWUOptions:
     hidden: int = 256  # generator width (mlp trunk, bank coefficient net)
     train_bank_A: bool = True  # False: the bank's A factors stay at their random init (cheaper)
     condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
-    condition_layer: str = "auto"  # base layer read by `features`; auto: see DEFAULT_LAYER
+    condition_layer: str = "auto"  # base layer read by `features`; auto: the first adapted site's base output
     anchors_per_experience: int = 200  # condition anchors kept from each experience
     anchors_per_step: int = 64  # anchors drawn for the regulariser at every step
     beta: float = 1.0  # weight of the functional-memory regulariser
@@ -93,7 +93,7 @@ def resolve_condition(options: HYWUOptions, condition_dim: int) -> str:
 class HYWUStrategy(HarnessTemplate):
     """Avalanche SupervisedTemplate training a generator of per-instance low-rank updates."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+    def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  options: HYWUOptions | None = None, input_shape: tuple[int, ...] | None = None,
                  condition_dim: int = 0, n_tasks: int = 64, **template_kwargs: Any):
         self.options = options = options or HYWUOptions()
@@ -115,7 +115,7 @@ class HYWUStrategy(HarnessTemplate):
         super().__init__(model=hywu, optimizer=optimizer, **template_kwargs)
         self.memory = FunctionalMemory()
         self._anchor_index: Tensor | None = None
-        self.last_regulariser: float = 0.0
+        self.last_regulariser: Tensor | None = None  # the last step's regulariser value (detached)
 
     # -- the forward pass and the loss ------------------------------------------------------------
     def forward(self) -> Tensor:
@@ -133,7 +133,7 @@ class HYWUStrategy(HarnessTemplate):
         factors, n = self.model.last_factors, self.mb_x.shape[0]
         if self._anchor_index is not None:
             reg = self.regulariser(slice_factors(factors, slice(n, None)), self._anchor_index)
-            self.last_regulariser = float(reg.detach())
+            self.last_regulariser = reg.detach()
             loss = loss + self.options.beta * reg
         if self.options.anti_collapse > 0:
             loss = loss + self.options.anti_collapse * self.collapse_penalty(slice_factors(factors, slice(0, n)))
@@ -234,6 +234,3 @@ def build_hywu(model: nn.Module, setup: TrainingSetup, options: HYWUOptions) -> 
         strategy.optimizer = setup.optimizer(params, options.lr)
     return strategy
 
-
-def option_names() -> list[str]:
-    return [f.name for f in fields(HYWUOptions)]
