@@ -125,6 +125,7 @@ def compare_command(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable.")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
@@ -140,7 +141,8 @@ def compare_command(
     progress = GridProgress(len(names) * len(seed_list), quiet)
     try:
         result = sweep.compare(scenario, names, seed_list, out, workers=workers, sets=set_ or [], flags=flags,
-                               executor=sweep.make_executor(workers, plugin or []), listener=progress)
+                               executor=sweep.make_executor(workers, plugin or []), listener=progress,
+                               overwrite=overwrite)
     finally:
         progress.close()
     raise typer.Exit(code=_summarise(result.outcomes, result.report))
@@ -172,6 +174,7 @@ def paper_command(
     workers: Annotated[Optional[int], typer.Option(help="Runs in parallel. [default: the suite's]")] = None,
     suite: Annotated[Optional[Path], typer.Option(help="A suite TOML instead of the shipped one.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
@@ -185,7 +188,8 @@ def paper_command(
     out = out or Path("results") / f"paper-{scale}"
     progress = GridProgress(plan.n_runs, quiet)
     try:
-        result = paper.run_suite(plan, out, workers=workers, device=device, plugins=plugin or [], listener=progress)
+        result = paper.run_suite(plan, out, workers=workers, device=device, plugins=plugin or [], listener=progress,
+                                  overwrite=overwrite)
     finally:
         progress.close()
     raise typer.Exit(code=_summarise(result.outcomes, result.report))

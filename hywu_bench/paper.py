@@ -74,7 +74,7 @@ def render(out: str | Path, scenarios: list[str] | None = None, write_index: boo
         loaded.skipped = [(p, w) for p, w in loaded.skipped if p.parent.parent.name in scenarios]
     rendered = Rendered(out, {}, loaded.skipped)
     sections = []
-    for scenario in [s for s in present if scenarios is None or s in scenarios]:
+    for scenario in [s for s in (scenarios or present) if s in present]:  # the caller's order
         dest = out / scenario / REPORT_DIR
         tables = report.write_tables(loaded, scenario, dest)
         figures = plots.write_figures(loaded, scenario, dest)
@@ -209,6 +209,7 @@ def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
 
 
 def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, device: str | None = None,
+              overwrite: bool = False,
               plugins: Sequence[str | Path] = (), listener: Listener | None = None) -> CompareResult:
     """Every entry's compare (resumable), then all tables and figures and <out>/REPORT.md."""
     out = Path(out)
@@ -216,7 +217,8 @@ def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, d
     outcomes: list[Outcome] = []
     for entry in plan.entries:
         result = compare(entry.scenario, entry.strategies, entry.seeds, out, sets=entry.sets,
-                         flags={"device": device}, executor=executor, listener=listener, write_report=False)
+                         flags={"device": device}, executor=executor, listener=listener, write_report=False,
+                         overwrite=overwrite)
         outcomes += result.outcomes
     rendered = render(out, [e.scenario for e in plan.entries], title=plan.title, intro=plan.intro)
     return CompareResult(outcomes, rendered)

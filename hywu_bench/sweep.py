@@ -50,7 +50,10 @@ class Listener(Protocol):
 
 
 class Executor(Protocol):
-    def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener) -> list[Outcome]: ...
+    def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener, overwrite: bool = False) -> list[Outcome]:
+        """Run every spec (`runner.run(spec, out, overwrite=overwrite)`), calling the listener as runs start
+        and finish; never raise for one run's failure."""
+        ...
 
 
 class SilentListener:
@@ -58,13 +61,13 @@ class SilentListener:
     def finished(self, outcome: Outcome) -> None: ...
 
 
-def run_one(spec: RunSpec, out: str | Path) -> Outcome:
+def run_one(spec: RunSpec, out: str | Path, overwrite: bool = False) -> Outcome:
     """One run, never raising: errors become a failed Outcome (picklable, for worker processes)."""
     t0 = time.perf_counter()
     try:
         from hywu_bench.runner import run
 
-        record = run(spec, out)
+        record = run(spec, out, overwrite=overwrite)
         return Outcome(spec, True, record.path, record.reused, time.perf_counter() - t0)
     except Exception as err:  # any failure of one run must not stop the grid
         return Outcome(spec, False, None, False, time.perf_counter() - t0, f"{type(err).__name__}: {err}",
@@ -74,11 +77,11 @@ def run_one(spec: RunSpec, out: str | Path) -> Outcome:
 class LocalExecutor:
     """Runs one after another in this process (no start-up cost; the debugger works)."""
 
-    def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener) -> list[Outcome]:
+    def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener, overwrite: bool = False) -> list[Outcome]:
         outcomes = []
         for spec in specs:
             listener.started(spec)
-            outcome = run_one(spec, out)
+            outcome = run_one(spec, out, overwrite)
             listener.finished(outcome)
             outcomes.append(outcome)
         return outcomes
@@ -119,7 +122,7 @@ class ProcessExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                    initargs=(self.threads, self.plugins))
 
-    def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener) -> list[Outcome]:
+    def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener, overwrite: bool = False) -> list[Outcome]:
         outcomes: list[Outcome] = []
         pool = self._pool()
         try:
@@ -129,7 +132,7 @@ class ProcessExecutor:
                 while waiting and len(running) < self.workers:  # submit as slots free, so "started" is true
                     spec = waiting.pop(0)
                     listener.started(spec)
-                    running[pool.submit(run_one, spec, out)] = spec
+                    running[pool.submit(run_one, spec, out, overwrite)] = spec
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
@@ -234,10 +237,12 @@ class CompareResult:
 def compare(scenario: str, strategies: Sequence[str], seeds: Sequence[int], out: str | Path = "results", *,
             workers: int = 1, sets: Sequence[str] = (), flags: dict[str, Any] | None = None,
             executor: Executor | None = None, listener: Listener | None = None,
-            write_report: bool = True) -> CompareResult:
+            write_report: bool = True, overwrite: bool = False) -> CompareResult:
     """Run every missing (strategy, seed) run of the grid, then write its tables and figures.
 
-    Returns every Outcome (reused, new, failed) in grid order; the report goes to <out>/<scenario>/_report/.
+    A complete run with the same requested spec is always reused; `overwrite` replaces a stored run whose
+    configuration differs (without it, that run fails with a message saying so). Returns every Outcome
+    (reused, new, failed) in grid order; the report goes to <out>/<scenario>/_report/.
     """
     out = Path(out)
     results.check_writable(out)
@@ -254,7 +259,7 @@ def compare(scenario: str, strategies: Sequence[str], seeds: Sequence[int], out:
             listener.finished(stored)
             by_spec[k] = stored
     executor = executor or make_executor(workers)
-    for outcome in executor.run([specs[k] for k in pending], out, listener):
+    for outcome in executor.run([specs[k] for k in pending], out, listener, overwrite):
         by_spec[next(k for k in pending if specs[k] == outcome.spec and k not in by_spec)] = outcome
     outcomes = [by_spec[k] for k in range(len(specs))]
     for failed in (o for o in outcomes if not o.ok):
