@@ -220,5 +220,7 @@ def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, d
                          flags={"device": device}, executor=executor, listener=listener, write_report=False,
                          overwrite=overwrite)
         outcomes += result.outcomes
-    rendered = render(out, [e.scenario for e in plan.entries], title=plan.title, intro=plan.intro)
+    folders = list(dict.fromkeys(o.spec.scenario_label if hasattr(o.spec, "scenario_label") else o.spec.scenario
+                                 for o in outcomes))
+    rendered = render(out, folders, title=plan.title, intro=plan.intro)
     return CompareResult(outcomes, rendered)

@@ -89,7 +89,8 @@ def _check_run(run: results.StoredRun) -> None:
 def _run_rows(run: results.StoredRun) -> list[dict[str, Any]]:
     spec = run.config["spec"]
     labels = [e.get("label", f"exp{j}") for j, e in enumerate(run.config.get("scenario", {}).get("experiences", []))]
-    base = {"scenario": spec.get("scenario"), "strategy": run.config.get("run_name", spec.get("strategy")),
+    # The scenario is the results folder's name: a scenario read from a file is stored under its file's name.
+    base = {"scenario": run.path.parent.parent.name, "strategy": run.config.get("run_name", spec.get("strategy")),
             "seed": int(spec.get("seed", 0))}
     costs = {k: _number(run.metrics.get(k)) for k in COSTS}
     T = run.R.shape[0]

@@ -210,9 +210,14 @@ def grid(scenario: str, strategies: Sequence[str], seeds: Sequence[int], sets: S
             for name in names for seed in seeds]
 
 
+def _folder(spec: RunSpec) -> str:
+    """The scenario's results folder (a scenario read from a file is named after the file too)."""
+    return getattr(spec, "scenario_label", spec.scenario)
+
+
 def stored_outcome(spec: RunSpec, out: str | Path) -> Outcome | None:
     """A reused Outcome if a complete run with exactly this requested spec is on disk, else None."""
-    path = results.run_dir(out, spec.scenario, spec.run_name, spec.seed)
+    path = results.run_dir(out, _folder(spec), spec.run_name, spec.seed)
     if not results.is_complete(path):
         return None
     try:
@@ -270,5 +275,5 @@ def compare(scenario: str, strategies: Sequence[str], seeds: Sequence[int], out:
     if write_report and any(o.ok for o in outcomes):
         from hywu_bench.paper import render
 
-        result.report = render(out, [scenario], write_index=False)
+        result.report = render(out, [_folder(specs[0])], write_index=False)
     return result
