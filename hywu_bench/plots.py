@@ -243,8 +243,10 @@ def forgetting_bars(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
             ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=7, color="grey")
             continue
         ax.bar(x, values.mean(), color=style["color"], alpha=0.85, yerr=_sd(values), capsize=3, width=0.7,
-               hatch="//" if name in report.REFERENCES else None, edgecolor="black", linewidth=0.5)
-        ax.scatter(np.full(len(values), x) + np.linspace(-0.15, 0.15, len(values)), values, s=9, color="black", zorder=4)
+               hatch="//" if name in report.REFERENCES else None, edgecolor="black", linewidth=0.5,
+               error_kw={"ecolor": "#777777", "elinewidth": 1.2})  # grey: visible on dark bars too
+        ax.scatter(np.full(len(values), x) + np.linspace(-0.15, 0.15, len(values)), values, s=12, color="black",
+                   edgecolors="white", linewidths=0.6, zorder=4)
     ax.set_xticks(range(len(styles)), list(styles), rotation=45, ha="right")
     ax.set_ylabel("average max-forgetting (%)")
     ax.set_title(f"Forgetting on {scenario} (lower is better)")
