@@ -57,6 +57,7 @@ def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, 
     info = getattr(scenario, "info", None)
     model = strategy.model
     was_training, saved_mbatch = model.training, getattr(strategy, "mbatch", None)
+    saved_phase = getattr(strategy, "is_training", None)
     generator = torch.Generator().manual_seed(seed)
     batches = []
     for exp in scenario.test_stream:
@@ -67,6 +68,8 @@ def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, 
         batches.append([t[keep].to(device) for t in tensors])
     out: dict[str, Any] = {"format_version": FORMAT_VERSION, "n_samples": n_samples, "experiences": len(batches)}
     model.eval()
+    if saved_phase is not None:
+        strategy.is_training = False  # evaluation-time forward: no anchors, no training-only branches
     try:
         params = _trainable(strategy)
         grads, factors = [], []
@@ -82,6 +85,8 @@ def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, 
         model.train(was_training)
         if hasattr(strategy, "mbatch"):
             strategy.mbatch = saved_mbatch
+        if saved_phase is not None:
+            strategy.is_training = saved_phase
     return out
 
 
