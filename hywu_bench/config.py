@@ -76,6 +76,16 @@ class RunSpec:
         path = self.scenario_options.get("path")
         return f"{self.scenario}-{Path(str(path)).stem}" if path else self.scenario
 
+    def input_fingerprint(self) -> str | None:
+        """SHA-256 of a scenario file named by the `path` option, so an edited file is never mistaken
+        for the one a stored run (or a cached warm start) was made from."""
+        path = self.scenario_options.get("path")
+        if not path or not Path(str(path)).is_file():
+            return None
+        import hashlib
+
+        return hashlib.sha256(Path(str(path)).read_bytes()).hexdigest()
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

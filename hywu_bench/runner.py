@@ -137,7 +137,8 @@ def evaluate_model(model: nn.Module, stream: Any, info: ScenarioInfo, device: to
 
 def warm_start_key(spec: RunSpec) -> str:
     keys = ("scenario", "seed", "backbone", "epochs", "batch_size", "lr", "optimizer", "momentum", "scenario_options")
-    blob = json.dumps({k: getattr(spec, k) for k in keys}, sort_keys=True, default=str)
+    blob = json.dumps({**{k: getattr(spec, k) for k in keys}, "input": spec.input_fingerprint()}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -202,7 +203,8 @@ def _reuse(spec: RunSpec, path: Path) -> RunRecord:
     if stored.config.get("format_version") != results.FORMAT_VERSION:
         raise UserError(f"'{path}' was written by an incompatible version of hywu-bench (format "
                         f"{stored.config.get('format_version')}, this is {results.FORMAT_VERSION}); use another --out.")
-    if stored.config.get("requested_spec") != json.loads(json.dumps(spec.to_dict())):
+    if (stored.config.get("requested_spec") != json.loads(json.dumps(spec.to_dict()))
+            or stored.config.get("input_fingerprint") != spec.input_fingerprint()):
         raise UserError(f"a complete run with a different configuration exists at '{path}'; pass --overwrite "
                         f"to replace it, or --name NAME to store this one beside it.")
     return RunRecord(spec, path, stored.before, stored.R, stored.metrics, reused=True)
@@ -220,7 +222,8 @@ def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
 
 def _config(spec: RunSpec, resolved: RunSpec, info: ScenarioInfo, device: torch.device, warm: Path | None) -> dict:
     return {"format_version": results.FORMAT_VERSION, "run_name": spec.run_name,
-            "requested_spec": spec.to_dict(), "spec": resolved.to_dict(), "scenario": info.to_dict(),
+            "requested_spec": spec.to_dict(), "input_fingerprint": spec.input_fingerprint(),
+            "spec": resolved.to_dict(), "scenario": info.to_dict(),
             "strategy": {"name": STRATEGIES.get(spec.strategy).name,
                          "options": vars(STRATEGIES.options(spec.strategy, spec.strategy_options))},
             "warm_start": str(warm) if warm else None, "device": str(device),
@@ -250,7 +253,8 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     config = _config(spec, resolved, info, device, warm)
     if resume and not overwrite and (path / checkpoint.CHECKPOINT).exists():
         stored = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
-        if stored.get("requested_spec") != json.loads(json.dumps(spec.to_dict())):
+        if (stored.get("requested_spec") != json.loads(json.dumps(spec.to_dict()))
+                or stored.get("input_fingerprint") != spec.input_fingerprint()):
             raise UserError(f"cannot resume '{path}': it was started with a different configuration; "
                             f"pass --overwrite to start it over.")
         progress = checkpoint.restore(checkpoint.load(path), strategy)
