@@ -187,15 +187,18 @@ def test_regulariser_is_zero_after_a_snapshot_and_grows_when_the_generator_moves
     assert 0 < values[0] < values[1]
 
 
-def test_base_is_unchanged_across_an_experience_and_the_generator_learns():
-    strategy = _strategy(beta=1.0)
+@pytest.mark.parametrize("trainable", [(), ("head",)])
+def test_base_is_unchanged_across_an_experience_and_the_generator_learns(trainable):
+    strategy = _strategy(beta=1.0, trainable=trainable)
     scenario = _stream()
     base = strategy.model.base
-    frozen = {k: v.clone() for k, v in base.state_dict().items() if not k.startswith("head.")}
+    before = {k: v.clone() for k, v in base.state_dict().items()}
     generator = copy.deepcopy(strategy.model.generator.state_dict())
     for exp in scenario.train_stream:
         strategy.train(exp)
-    assert all(torch.equal(frozen[k], v) for k, v in base.state_dict().items() if k in frozen)
+    after = base.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith(trainable))
+    assert all(not torch.equal(before[k], after[k]) for k in before if trainable and k.startswith(trainable))
     assert any(not torch.equal(generator[k], v) for k, v in strategy.model.generator.state_dict().items())
     assert strategy.stored_memory_bytes() == strategy.memory.nbytes() > 0
     assert strategy.memory_report()["anchor_kind"] == "embeddings"

@@ -187,7 +187,7 @@ class ConditionEncoder(nn.Module):
             elif kind == "task":
                 v = self.task_embedding(v)
             parts.append(v)
-        return torch.cat(parts, -1)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
     def anchor_kind(self) -> str:
         return "+".join(ANCHOR_KIND[k] for k in self.kinds)

@@ -128,7 +128,7 @@ class LowRankLinear(_LowRankLayer):
         if self.lora_scale is not None:
             h = h * self.lora_scale.unsqueeze(1)  # (B, N, R)
         delta = _apply_B(self.lora_B.to(h.dtype), h)  # (B, N, D_out)
-        return y + self.scaling * delta.reshape(y.shape)
+        return torch.add(y, delta.reshape(y.shape), alpha=self.scaling)
 
 
 class LowRankConv2d(_LowRankLayer):
@@ -176,7 +176,7 @@ class LowRankConv2d(_LowRankLayer):
             delta = torch.einsum("or,brhw->bohw", Bf, h)  # (B, C_out, H', W')
         else:
             delta = torch.einsum("bor,brhw->bohw", Bf, h)
-        return y + self.scaling * delta
+        return torch.add(y, delta, alpha=self.scaling)
 
 
 LowRankSite = Union[LowRankLinear, LowRankConv2d]

@@ -49,22 +49,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HYWUOptions:
-    rank: int = 4  # rank of each generated update (of each bank basis)
+    rank: int = 2  # rank of each generated update (of each bank basis: the bank's update has rank <= K r)
     alpha: float = 8.0  # scaling = alpha / rank, as in LoRA
     sites: tuple[str, ...] = ()  # layer name patterns to adapt; empty: the backbone's adapter_sites
     generator: Literal["bank", "mlp", "tokens"] = "bank"  # bank: K mixing coefficients per site (lean)
     bank_size: int = 24  # K bases per site (bank)
-    hidden: int = 256  # generator width (mlp trunk, bank coefficient net)
+    hidden: int = 64  # generator width (mlp trunk, bank coefficient net)
     train_bank_A: bool = True  # False: the bank's A factors stay at their random init (cheaper)
     condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
     condition_layer: str = "auto"  # base layer read by `features`; auto: the first adapted site's base output
     anchors_per_experience: int = 200  # condition anchors kept from each experience
     anchors_per_step: int = 64  # anchors drawn for the regulariser at every step
-    beta: float = 1.0  # weight of the functional-memory regulariser
+    beta: float = 3.0  # weight of the functional-memory regulariser (chosen on held-out train data)
     anti_collapse: float = 0.0  # weight of the squared-cosine penalty between instances' updates
     lr: float = 1e-3  # learning rate of the generator (and trainable base modules)
     optimizer: Literal["adam", "run"] = "adam"  # run: the run's optimizer (--optimizer, --momentum)
-    trainable: tuple[str, ...] = ("head",)  # base modules that keep learning after the warm start
+    trainable: tuple[str, ...] = ()  # base modules that keep learning after the warm start, e.g. ("head",)
 
     def __post_init__(self) -> None:
         checks = [(self.rank >= 1, f"rank must be >= 1 (got {self.rank})"),
