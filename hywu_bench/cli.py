@@ -175,6 +175,7 @@ def main() -> None:
     app()
 
 
+from hywu_bench import cli_results  # noqa: E402,F401  (compare, report, paper register on `app`)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-from hywu_bench import cli_results  # noqa: E402,F401

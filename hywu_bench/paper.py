@@ -220,7 +220,7 @@ def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, d
                          flags={"device": device}, executor=executor, listener=listener, write_report=False,
                          overwrite=overwrite)
         outcomes += result.outcomes
-    folders = list(dict.fromkeys(o.spec.scenario_label if hasattr(o.spec, "scenario_label") else o.spec.scenario
+    folders = list(dict.fromkeys(o.spec.scenario_label
                                  for o in outcomes))
     rendered = render(out, folders, title=plan.title, intro=plan.intro)
     return CompareResult(outcomes, rendered)

@@ -268,7 +268,20 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     except RunDiverged:
         _write_results(path, before, np.array(progress["R"], dtype=float), progress["per_experience"], FAILED)
         raise
+    _probe_interference(strategy, scenario, setup, path)
     return _finish(resolved, path, before, progress, reporter)
+
+
+def _probe_interference(strategy: Any, scenario: Scenario, setup: TrainingSetup, path: Path) -> None:
+    """Gradient conflict and operator separation after the final experience, stored beside the run."""
+    from hywu_bench import interference
+
+    try:
+        result = interference.probe(strategy, scenario, setup)
+    except Exception as err:  # a probe must never cost a finished run its results
+        log.warning("interference probes failed for %s: %s: %s", path, type(err).__name__, err)
+        return
+    interference.save(path / interference.FILE_NAME, result)
 
 
 def _clear_run_folder(path: Path) -> None:

@@ -212,7 +212,7 @@ def grid(scenario: str, strategies: Sequence[str], seeds: Sequence[int], sets: S
 
 def _folder(spec: RunSpec) -> str:
     """The scenario's results folder (a scenario read from a file is named after the file too)."""
-    return getattr(spec, "scenario_label", spec.scenario)
+    return spec.scenario_label
 
 
 def stored_outcome(spec: RunSpec, out: str | Path) -> Outcome | None:

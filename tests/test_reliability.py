@@ -118,7 +118,8 @@ def test_results_from_an_incompatible_version_are_refused(tmp_path):
 def test_stored_results_are_json_and_csv_only(tmp_path):
     rec = run(spec_for("replay"), tmp_path)
     names = {p.name for p in rec.path.iterdir()}
-    assert names == {"config.json", "accuracy_matrix.csv", "metrics.json", "events.jsonl", "COMPLETE"}
+    assert names == {"config.json", "accuracy_matrix.csv", "metrics.json", "events.jsonl", "interference.json",
+                     "COMPLETE"}
     json.loads((rec.path / "metrics.json").read_text())
 
 
