@@ -28,7 +28,6 @@ from typing import Literal, Mapping
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from strategies.hywu.operator import Factors
 
@@ -125,8 +124,9 @@ class BankGenerator(Generator):
         self.factor_rank = cfg.rank * cfg.bank_size
         kr = self.factor_rank
         self.lora_A = nn.ParameterDict({_key(s): nn.Parameter(_lora_init_A(kr, d_in), requires_grad=cfg.train_bank_A)
-                                        for s, (d_in, _) in shapes.items()})
-        self.lora_B = nn.ParameterDict({_key(s): nn.Parameter(torch.zeros(d_out, kr)) for s, (_, d_out) in shapes.items()})
+                                        for s, (d_in, _) in shapes.items()})  # (K r, D_in) per site
+        self.lora_B = nn.ParameterDict({_key(s): nn.Parameter(torch.zeros(d_out, kr))
+                                        for s, (_, d_out) in shapes.items()})  # (D_out, K r), zero: dW = 0
         self.coefficients = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, cfg.hidden), nn.GELU(),
                                           nn.Linear(cfg.hidden, len(shapes) * cfg.bank_size))
         self._grams: dict[tuple, tuple] = {}  # Gram matrices of tensors that do not change
@@ -171,8 +171,8 @@ class BankGenerator(Generator):
         return m.view(k, r, k, r).sum((1, 3))
 
     def _gram(self, x: Tensor, y: Tensor, cols: bool = False) -> Tensor:
-        """x @ y.T (x.T @ y with `cols`), cached while neither needs a gradient (snapshots, a frozen A) nor changes in place.
-        The cache holds the tensors themselves, so their ids cannot be reused while cached."""
+        """x @ y.T (x.T @ y with `cols`), cached while neither needs a gradient (snapshots, a frozen A) nor
+        changes in place. The cache holds the tensors themselves, so their ids cannot be reused while cached."""
         if x.requires_grad or y.requires_grad:
             return x.T @ y if cols else x @ y.T
         key = (id(x), id(y), cols)

@@ -25,10 +25,9 @@ from strategies.hywu.generator import GeneratorConfig, build_generator, slice_fa
 from strategies.hywu.operator import Factors, LowRankSite, inject, site_shapes
 
 
-
 class HYWUModel(nn.Module):
-    def __init__(self, base: nn.Module, *, sites: Sequence[str] = (), rank: int = 4, alpha: float = 8.0,
-                 trainable: Sequence[str] = ("head",), generator: GeneratorConfig | None = None,
+    def __init__(self, base: nn.Module, *, sites: Sequence[str] = (), rank: int = 2, alpha: float = 8.0,
+                 trainable: Sequence[str] = (), generator: GeneratorConfig | None = None,
                  condition: str = "features", condition_layer: str = "auto",
                  input_shape: tuple[int, ...] | None = None, condition_dim: int = 0, n_tasks: int = 64):
         super().__init__()

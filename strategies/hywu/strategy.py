@@ -39,8 +39,7 @@ from hywu_bench.data import dataset_tensors
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 from hywu_bench.training import HarnessTemplate, TrainingSetup
 from strategies.hywu.condition import parse_condition
-from strategies.hywu.generator import (ARCHITECTURES, GeneratorConfig, delta_gram,
-                                       slice_factors)
+from strategies.hywu.generator import ARCHITECTURES, GeneratorConfig, delta_gram, slice_factors
 from strategies.hywu.memory import FunctionalMemory
 from strategies.hywu.model import HYWUModel
 
