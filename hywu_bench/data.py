@@ -105,7 +105,11 @@ def _avalanche_dataset(part: ExperienceTensors) -> Any:
     from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 
     tensors = [part.x, part.y] + ([part.condition] if part.condition is not None else [])
-    return _make_taskaware_tensor_classification_dataset(*tensors, task_labels=part.task, targets=part.y)
+    dataset = _make_taskaware_tensor_classification_dataset(*tensors, task_labels=part.task, targets=part.y)
+    # Carried through Avalanche's shallow copies (.train(), .eval()); subsets and concatenations are new
+    # objects without it and are read through `_read_tensors`.
+    dataset._harness_tensors = tensors + [torch.full((len(part.y),), part.task, dtype=torch.long)]
+    return dataset
 
 
 def make_scenario(train: Sequence[ExperienceTensors], test: Sequence[ExperienceTensors], info: ScenarioInfo) -> Scenario:
@@ -128,6 +132,9 @@ _TENSOR_CACHE: "weakref.WeakKeyDictionary[Any, list[Tensor] | None]" = weakref.W
 
 def dataset_tensors(dataset: Any) -> list[Tensor] | None:
     """`[x, y, (c,) t]` for the whole dataset in its own order, or None if it is not plain tensors."""
+    own = getattr(dataset, "_harness_tensors", None)
+    if own is not None and len(own[0]) == len(dataset):
+        return own
     try:
         return _TENSOR_CACHE[dataset]
     except (KeyError, TypeError):

@@ -219,9 +219,19 @@ class ProgressPlugin(_RunnerPlugin):
                       strategy.train_epochs)
 
 
+class SilentEvaluation(EvaluationPlugin):
+    """No metrics and no loggers: the runner collects the accuracy matrix itself (AccuracyCollector).
+
+    Avalanche's EvaluationPlugin copies the experience on every callback even with no metrics; with
+    nothing to compute, this one returns at once.
+    """
+
+    def _update_metrics_and_loggers(self, strategy: Any, callback: str) -> list:
+        return []
+
+
 def quiet_evaluator() -> EvaluationPlugin:
-    """No metrics and no loggers: the runner collects the accuracy matrix itself."""
-    return EvaluationPlugin(loggers=[])
+    return SilentEvaluation(loggers=[])
 
 
 @dataclass
