@@ -215,6 +215,12 @@ def test_inline_condition_equals_a_separate_features_pass():
     assert model._inline is True
     model._inline = False
     torch.testing.assert_close(model(x), inline, atol=1e-6, rtol=0)
+    model._inline = True
+    seen = []
+    handle = model.sites["fc1"].register_forward_pre_hook(lambda m, i: seen.append(m.lora_A is not None))
+    torch.testing.assert_close(model(x), inline, atol=1e-6, rtol=0)  # watched: factors set before fc1 runs
+    handle.remove()
+    assert seen[-1] is True  # (the features pass before it runs fc1 without factors)
 
 
 def test_state_round_trips_with_anchors_and_snapshot(tmp_path):

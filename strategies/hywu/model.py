@@ -76,8 +76,11 @@ class HYWUModel(nn.Module):
         n = x.shape[0]
         if self._inline is None:
             self._inline = self._can_read_inline(x)
+        # A probe watching the sites (forward pre-hooks, e.g. hywu_bench.interference) must find the factors
+        # set before each site runs: then read the features in a separate pass (same outputs).
+        inline = self._inline and not any(site._forward_pre_hooks for site in self._sites.values())
         try:
-            if not self._inline:
+            if not inline:
                 self._set_factors(self.condition.raw(x, token, task), extra, n)
                 return self.base(x)
             done = []
