@@ -252,6 +252,15 @@ def test_other_conditions_train_and_label_their_anchors(condition, kind):
     assert 0 <= float(strategy.collapse_penalty(factors)) <= 1 + 1e-5  # 1: all updates parallel
 
 
+def test_bad_sites_layers_and_trainables_name_the_valid_ones():
+    with pytest.raises(ValueError, match="available: fc1, fc2, head"):
+        _strategy(sites=("fc9",))
+    with pytest.raises(ValueError, match="condition layer 'fc7'.*fc1"):
+        _strategy(condition_layer="fc7")
+    with pytest.raises(ValueError, match="trainable modules.*fc1, fc2, head"):
+        _strategy(trainable=("heads",))
+
+
 def test_condition_tokens_are_used_by_default_when_the_scenario_has_them():
     assert resolve_condition(HYWUOptions(), condition_dim=0) == "features"
     assert resolve_condition(HYWUOptions(), condition_dim=3) == "features+token"

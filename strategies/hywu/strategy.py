@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from hywu_bench.data import dataset_tensors
+from hywu_bench.errors import UserError
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 from hywu_bench.training import HarnessTemplate, TrainingSetup
 from strategies.hywu.condition import parse_condition
@@ -225,9 +226,12 @@ def _sample(dataset: Any, k: int) -> tuple[Tensor, Tensor | None, Tensor]:
                      "with functional memory on condition anchors", settings=ALL_SETTINGS, options=HYWUOptions)
 def build_hywu(model: nn.Module, setup: TrainingSetup, options: HYWUOptions) -> HYWUStrategy:
     info = setup.info
-    strategy = HYWUStrategy(model=model, optimizer=None, options=options, input_shape=info.input_shape,
-                            condition_dim=info.condition_dim, n_tasks=max(info.n_experiences, 1),
-                            **setup.template_kwargs())
+    try:
+        strategy = HYWUStrategy(model=model, optimizer=None, options=options, input_shape=info.input_shape,
+                                condition_dim=info.condition_dim, n_tasks=max(info.n_experiences, 1),
+                                **setup.template_kwargs())
+    except ValueError as err:  # a site, layer or condition this backbone or scenario does not have
+        raise UserError(f"strategy 'hywu': {err}") from None
     if options.optimizer == "run":
         params = [p for p in strategy.model.parameters() if p.requires_grad]
         strategy.optimizer = setup.optimizer(params, options.lr)
