@@ -99,7 +99,8 @@ def test_every_figure_renders_on_a_real_short_run(tmp_path: Path) -> None:
         run(resolve_spec(flags={"scenario": "split-digits", "strategy": strategy, "epochs": 1, "device": "cpu"}),
             tmp_path)
     figures = plots.scenario_figures(report.load(tmp_path), "split-digits")
+    # The runner stores interference probes with every run, so the gradient-conflict figure is drawn too.
     assert set(figures) == {"accuracy_matrices", "accuracy_over_stream", "accuracy_vs_forgetting",
-                            "forgetting_bars", "step_interference", "accuracy_vs_memory"}
+                            "forgetting_bars", "step_interference", "accuracy_vs_memory", "gradient_conflict"}
     for name, fig in figures.items():
         assert plots.save(fig, tmp_path / name, ("png",), dpi=40)[0].stat().st_size > 0
