@@ -19,15 +19,6 @@ from strategies.hnet import HNetModel, infer_task_by_entropy
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def hnet_model(infer_task: bool = False, n_classes: int = 4, beta: float = 0.5) -> HNetModel:
     base = build_backbone("mlp", SHAPE, n_classes, seed=0)
     return HNetModel(base, (), rank=2, alpha=2.0, embedding_dim=8, hidden=16, beta=beta, infer_task=infer_task)

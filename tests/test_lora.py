@@ -18,15 +18,6 @@ from strategies.lora import OLoRAModel, PerTaskLoRAModel, SharedLoRAModel, site_
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def scenario_and_setup(strategy: str, setting: str = "class", **options):
     sets = [f"setting={setting}"] + [f"strategy.{k}={v}" for k, v in options.items()]
     spec = resolve_spec(flags=dict(strategy=strategy, epochs=1), sets=sets)
