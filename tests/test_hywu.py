@@ -19,13 +19,8 @@ SHAPE = (1, 8, 8)
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-offs that dominate on a busy machine."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _seed():
+    torch.manual_seed(0)  # (conftest runs every test on one torch thread)
 
 
 # -- operator ----------------------------------------------------------------------------------------
