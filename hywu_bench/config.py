@@ -25,7 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_SCENARIO = "split-digits"
-DEFAULT_STRATEGY = "naive"
+DEFAULT_STRATEGY = "hywu"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 

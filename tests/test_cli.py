@@ -31,7 +31,7 @@ def test_default_run_prints_the_table_and_writes_results(finished):
     out, result = finished
     for key in ("final average accuracy", "forgetting", "BWT", "wall time", "results:"):
         assert key in result.output
-    run = out / "split-digits" / "naive" / "seed0"
+    run = out / "split-digits" / "hywu" / "seed0"
     for name in ("config.json", "accuracy_matrix.csv", "metrics.json", "events.jsonl", "COMPLETE"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())

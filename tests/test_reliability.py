@@ -144,11 +144,16 @@ class CrashAfterSecond:
             raise Crash
 
 
-@pytest.mark.parametrize("strategy", ["naive", "lwf", "si", "agem", "cumulative"])
-def test_every_baseline_resumes_exactly_after_a_crash(tmp_path, strategy):
+# hywu resumes and completes, but not yet bit-identically (see README, "What the tool guarantees").
+@pytest.mark.parametrize("strategy", ["naive", "lwf", "si", "agem", "cumulative", "lora", "olora", "hnet"])
+def test_every_strategy_resumes_exactly_after_a_crash(tmp_path, strategy):
+    def spec():
+        sets = ["setting=task"] if strategy == "hnet" else []
+        return resolve_spec(flags=dict(strategy=strategy, epochs=1), sets=sets)
+
     with pytest.raises(Crash):
-        run(spec_for(strategy), tmp_path / "crashed", reporter=CrashAfterSecond())
-    resumed = run(spec_for(strategy), tmp_path / "crashed", resume=True)
-    reference = run(spec_for(strategy), tmp_path / "reference")
+        run(spec(), tmp_path / "crashed", reporter=CrashAfterSecond())
+    resumed = run(spec(), tmp_path / "crashed", resume=True)
+    reference = run(spec(), tmp_path / "reference")
     assert np.array_equal(resumed.R, reference.R)
     assert resumed.metrics["stored_memory_bytes"] == reference.metrics["stored_memory_bytes"]

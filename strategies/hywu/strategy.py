@@ -207,6 +207,14 @@ class HYWUStrategy(HarnessTemplate):
         self.model.load_state_dict(state["model"])
         self.memory.load_state_dict(state["memory"])
 
+    def strategy_state(self) -> dict[str, Any]:
+        """For the runner's per-experience checkpoint: plugins (CheckpointMixin) plus the functional memory."""
+        return {**super().strategy_state(), "memory": self.memory.state_dict()}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        super().load_strategy_state(state)
+        self.memory.load_state_dict(state["memory"])
+
 
 def _sample(dataset: Any, k: int) -> tuple[Tensor, Tensor | None, Tensor]:
     """k random instances of a dataset: inputs, condition tokens (or None), task labels."""
