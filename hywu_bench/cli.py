@@ -122,7 +122,8 @@ def _print_summary(record: Any) -> None:
     def fmt(v: Any, pct: bool = True) -> str:
         if v is None or v != v:
             return "n/a"
-        return f"{v:.3f}"
+        text = f"{v:.3f}"
+        return "0.000" if text == "-0.000" else text
 
     rows = [("final average accuracy (ACC)", fmt(m["acc"])), ("learning accuracy", fmt(m["learning_acc"])),
             ("forgetting (max-based)", fmt(m["forgetting"])), ("backward transfer (BWT)", fmt(m["bwt"])),
