@@ -215,15 +215,12 @@ def load(run_path: Path) -> dict[str, Any]:
 
 def restore(state: dict[str, Any], strategy: Any) -> dict[str, Any]:
     strategy.model.load_state_dict(state["model"])
-    try:
-        strategy.optimizer.load_state_dict(state["optimizer"])
-    except ValueError:
-        # Avalanche re-gathers the trainable parameters at every experience, so a checkpoint's optimizer
-        # may hold more than a freshly built strategy's: gather them the same way, then load.
-        from avalanche.models.dynamic_optimizers import reset_optimizer
-
-        reset_optimizer(strategy.optimizer, strategy.model)
-        strategy.optimizer.load_state_dict(state["optimizer"])
+    if getattr(strategy, "optimized_param_id", False) is None:
+        # A fresh Avalanche template gathers the model's parameters into the optimizer, and wipes its
+        # state, the first time it trains. The checkpointed run did that at experience 0: do it now, so
+        # the saved optimizer state (Adam moments, momentum) fits and is not wiped at the next experience.
+        strategy.make_optimizer(reset_optimizer_state=True)
+    strategy.optimizer.load_state_dict(state["optimizer"])
     strategy.load_strategy_state(state["strategy"])
     set_rng_state(state["rng"])
     return state["progress"]
