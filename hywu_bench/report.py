@@ -162,13 +162,19 @@ def _probe_rows(path: Path, key: dict[str, Any], probes: list, projections: list
 # Numbers
 
 
+def _matrix(run: pd.DataFrame) -> np.ndarray:
+    """One run's long rows back to its T x T accuracy matrix (NaN where a row was never written)."""
+    T = int(run["exp"].max()) + 1
+    return run.pivot_table(index="after", columns="exp", values="acc", dropna=False).reindex(
+        index=range(T), columns=range(T)).to_numpy(dtype=float)
+
+
 def run_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run: the accuracy-matrix metrics (recomputed from R) and the stored costs."""
     out = []
     for key, run in frame.groupby(KEYS, sort=False):
-        T = int(run["exp"].max()) + 1
-        R = run.pivot_table(index="after", columns="exp", values="acc", dropna=False).reindex(
-            index=range(T), columns=range(T)).to_numpy(dtype=float)
+        R = _matrix(run)
+        T = R.shape[0]
         before = run.groupby("exp")["before"].first().reindex(range(T)).to_numpy(dtype=float)
         row = dict(zip(KEYS, key))
         row.update(metrics.summary(R, before))
@@ -208,9 +214,8 @@ def step_interference_table(frame: pd.DataFrame) -> pd.DataFrame:
 def step_interference_long(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, run in frame.groupby(KEYS, sort=False):
-        T = int(run["exp"].max()) + 1
-        R = run.pivot_table(index="after", columns="exp", values="acc", dropna=False).reindex(
-            index=range(T), columns=range(T)).to_numpy(dtype=float)
+        R = _matrix(run)
+        T = R.shape[0]
         I = metrics.step_interference(R)  # (T, T), NaN where undefined
         for i in range(1, T):
             for j in range(i):
