@@ -28,6 +28,7 @@ class RunLock:
         self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
 
     def __enter__(self) -> "RunLock":
+        self.created = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
@@ -48,10 +49,11 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         if self._read() == self.owner:
             self.path.unlink(missing_ok=True)
-            try:  # a run that failed before writing anything leaves no empty folder behind
-                self.path.parent.rmdir()
-            except OSError:
-                pass
+            for folder in self.created:  # a run that failed before writing anything leaves no folder behind
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def _read(self) -> dict:
         try:

@@ -13,6 +13,7 @@ every strategy from the random initialisation instead.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -236,14 +237,16 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     info = scenario.info
     model = build_backbone(resolved.backbone, info.input_shape, info.n_classes, resolved.seed)
     before = np.array(evaluate_model(model, scenario.test_stream, info, torch.device("cpu"), resolved.eval_batch_size))
-    reporter.start(resolved, info)
-    warm = warm_start(model, scenario, resolved, device, out, reporter) if resolved.warm_start else None
-
     collector = AccuracyCollector()
     plugins = [collector, DivergencePlugin(), ProgressPlugin(reporter.epoch)]
     if info.task_aware:
         plugins.insert(0, TaskMaskPlugin(info))
     setup = TrainingSetup(resolved, info, device, resolved.epochs, resolved.batch_size, resolved.lr, plugins)
+    # A builder's own checks (e.g. a setting it cannot run) fail here, before the warm start trains.
+    STRATEGIES.build(spec.strategy, copy.deepcopy(model), setup, **spec.strategy_options)
+
+    reporter.start(resolved, info)
+    warm = warm_start(model, scenario, resolved, device, out, reporter) if resolved.warm_start else None
     seed_everything(resolved.seed)
     strategy = STRATEGIES.build(spec.strategy, model, setup, **spec.strategy_options)
     strategy.precision = resolved.precision

@@ -73,6 +73,7 @@ def test_version():
     (["--device", "tpu"], "unknown device"),
     (["--set", "scenario.n_experiences=3", "--seed", "5"], "must divide"),
     (["--epochs", "3"], "different configuration"),
+    (["--strategy", "hnet", "--seed", "6"], "task label at test time"),  # a builder's own check
 ])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(finished, args, message):
     out, _ = finished
