@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from strategies.hywu.operator import _LowRankLayer
 
 KINDS = ("features", "input", "token", "task")
+EMBED_EPS = 1e-5  # of the per-instance layer norm of feature-like parts (F.layer_norm's default)
 POOL = (2, 2)  # a convolutional feature map becomes C x 2 x 2 numbers
 # What a stored anchor of each kind is, for the memory report.
 ANCHOR_KIND = {"features": "embeddings", "input": "raw-derived", "token": "condition tokens", "task": "task labels"}
@@ -183,11 +184,19 @@ class ConditionEncoder(nn.Module):
         for kind in self.kinds:
             v = raw[kind]
             if kind in ("features", "input"):
-                v = F.layer_norm(v, v.shape[-1:])
+                v = F.layer_norm(v, v.shape[-1:], eps=EMBED_EPS)
             elif kind == "task":
                 v = self.task_embedding(v)
             parts.append(v)
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+    def normalised_part(self, raw: Mapping[str, Tensor]) -> Tensor | None:
+        """When the embedding is nothing but the layer norm of one feature-like part, that part (before
+        its norm, which `embed` applies with eps EMBED_EPS), so that a consumer can fold the norm into
+        its own; else None."""
+        if len(self.kinds) == 1 and self.kinds[0] in ("features", "input"):
+            return raw[self.kinds[0]]
+        return None
 
     def anchor_kind(self) -> str:
         return "+".join(ANCHOR_KIND[k] for k in self.kinds)

@@ -28,6 +28,7 @@ from typing import Literal, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from strategies.hywu.operator import Factors
 
@@ -136,9 +137,31 @@ class BankGenerator(Generator):
         logits = self.coefficients(c).view(c.shape[0], len(self.shapes), self.bank_size)
         return self.bank_size * logits.softmax(-1)
 
+    def mixing_of_normalised(self, v: Tensor, eps: float) -> Tensor:
+        """`mixing(F.layer_norm(v, eps=eps))` with the two layer norms in a row (that one, then the
+        coefficient net's own, eps e2, weight w, bias b) done as one: the first leaves mean 0 and variance
+        var / (var + eps), so the pair is (v - mean) / sqrt((1 + e2) var + eps e2) * w + b, a single layer
+        norm with eps * e2 / (1 + e2) and weight w / sqrt(1 + e2). The same function; one pass less."""
+        norm, first, act, last = self.coefficients
+        e2 = norm.eps
+        c = F.layer_norm(v, norm.normalized_shape, norm.weight / math.sqrt(1 + e2), norm.bias, eps * e2 / (1 + e2))
+        logits = last(act(first(c))).view(v.shape[0], len(self.shapes), self.bank_size)
+        return self.bank_size * logits.softmax(-1)
+
     def forward(self, c: Tensor) -> dict[str, Factors]:
         mix = self.mixing(c).repeat_interleave(self.rank, dim=-1)  # (B, n_sites, K r)
         return {s: (self.lora_A[_key(s)], self.lora_B[_key(s)], mix[:, i]) for i, s in enumerate(self.shapes)}
+
+    def grouped(self, mix: Tensor) -> dict[str, Factors]:
+        """The factors of mixing coefficients `mix` (B, n_sites, K) with each gate per basis, (B, K): the
+        operator scales each basis' r components by its entry (the same update as `forward`'s gates,
+        repeated r times, without forming them). For inference; `expand` gives `forward`'s form."""
+        return {s: (self.lora_A[_key(s)], self.lora_B[_key(s)], mix[:, i]) for i, s in enumerate(self.shapes)}
+
+    def expand(self, factors: Mapping[str, Factors]) -> dict[str, Factors]:
+        """Grouped factors in `forward`'s form (each gate entry repeated `rank` times)."""
+        return {s: (A, B, gate.repeat_interleave(self.rank, dim=-1) if gate.shape[-1] == self.bank_size else gate)
+                for s, (A, B, gate) in factors.items()}
 
     def pack(self, factors: Mapping[str, Factors]) -> dict[str, Factors]:
         """The bases once and K coefficients per instance (the gate repeats each one `rank` times)."""

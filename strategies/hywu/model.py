@@ -20,8 +20,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from strategies.hywu.condition import ConditionEncoder, FeatureReader
-from strategies.hywu.generator import GeneratorConfig, build_generator, slice_factors
+from strategies.hywu.condition import EMBED_EPS, ConditionEncoder, FeatureReader
+from strategies.hywu.generator import BankGenerator, GeneratorConfig, build_generator, slice_factors
 from strategies.hywu.operator import Factors, LowRankSite, inject, site_shapes
 
 
@@ -54,6 +54,18 @@ class HYWUModel(nn.Module):
     @property
     def sites(self) -> dict[str, LowRankSite]:
         return self._sites
+
+    @property
+    def last_factors(self) -> dict[str, Factors] | None:
+        """The factors of the last forward (the batch, then any extra), in the generator's form."""
+        if self._last_grouped:  # inference kept the bank's gates per basis: repeat them now
+            self._last_factors = self.generator.expand(self._last_factors)  # type: ignore[attr-defined]
+            self._last_grouped = False
+        return self._last_factors
+
+    @last_factors.setter
+    def last_factors(self, factors: dict[str, Factors] | None) -> None:
+        self._last_factors, self._last_grouped = factors, False
 
     def train(self, mode: bool = True) -> "HYWUModel":
         """The frozen base stays in eval mode (no batch-norm statistics drift); trainable parts follow."""
@@ -101,6 +113,17 @@ class HYWUModel(nn.Module):
                 site.clear_factors()
 
     def _set_factors(self, raw: dict[str, Tensor], extra: dict[str, Tensor] | None, n: int) -> None:
+        if not extra and not torch.is_grad_enabled() and isinstance(self.generator, BankGenerator):
+            # Inference with the bank: fold the condition's layer norm into the coefficient net's, keep
+            # the gates per basis (B, K); the same update, fewer passes over the batch.
+            v = self.condition.normalised_part(raw)
+            mix = (self.generator.mixing(self.condition.embed(raw)) if v is None
+                   else self.generator.mixing_of_normalised(v, EMBED_EPS))
+            factors = self.generator.grouped(mix)
+            self._last_factors, self._last_grouped = factors, True
+            for name, site in self._sites.items():
+                site.set_factors(*factors[name])
+            return
         if extra:
             raw = {k: torch.cat([raw[k], extra[k]]) for k in raw}
         factors = self.generate(raw)

@@ -67,8 +67,10 @@ class _LowRankLayer(nn.Module):
             raise ValueError(f"lora_B must be ({d_out}, R) or (B, {d_out}, R); got {tuple(lora_B.shape)}")
         if lora_A.shape[-2] != lora_B.shape[-1]:
             raise ValueError(f"lora_A rank {lora_A.shape[-2]} differs from lora_B rank {lora_B.shape[-1]}")
-        if lora_scale is not None and (lora_scale.dim() != 2 or lora_scale.shape[-1] != lora_A.shape[-2]):
-            raise ValueError(f"lora_scale must be (B, {lora_A.shape[-2]}); got {tuple(lora_scale.shape)}")
+        if lora_scale is not None and (lora_scale.dim() != 2 or lora_scale.shape[-1] < 1
+                                       or lora_A.shape[-2] % lora_scale.shape[-1]):
+            raise ValueError(f"lora_scale must be (B, {lora_A.shape[-2]}) or (B, G) with G dividing "
+                             f"{lora_A.shape[-2]}; got {tuple(lora_scale.shape)}")
         batches = {t.shape[0] for t in (lora_A, lora_B) if t.dim() == 3}
         batches |= {lora_scale.shape[0]} if lora_scale is not None else set()
         if len(batches) > 1:
@@ -92,6 +94,16 @@ class _LowRankLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, alpha={self.alpha}, scaling={self.scaling:g}"
+
+
+def _apply_gate(h: Tensor, gate: Tensor) -> Tensor:
+    """h (B, N, R) times the gate (B, G): each of the G entries scales R / G consecutive rank components
+    (G = R: one per component; G = K for a bank of K rank-r bases: one per basis, never repeated r times)."""
+    n, m, r = h.shape
+    g = gate.shape[-1]
+    if g == r:
+        return h * gate.unsqueeze(1)
+    return (h.view(n, m, g, r // g) * gate[:, None, :, None]).view(n, m, r)
 
 
 def _apply_B(lora_B: Tensor, h: Tensor) -> Tensor:
@@ -122,12 +134,21 @@ class LowRankLinear(_LowRankLayer):
         if self.lora_A is None:
             return y
         self._check_batch(x.shape[0])
+        A, B = self.lora_A, self.lora_B
+        if A.dtype != x.dtype:
+            A = A.to(x.dtype)
+        if B.dtype != x.dtype:
+            B = B.to(x.dtype)
+        if x.dim() == 2 and A.dim() == 2 and B.dim() == 2:  # one vector per instance, shared bases (the bank)
+            h = F.linear(x, A)  # (B, R)
+            if self.lora_scale is not None:
+                h = _apply_gate(h.unsqueeze(1), self.lora_scale).squeeze(1)
+            return torch.addmm(y, h, B.t(), alpha=self.scaling)  # y + scaling * h B^T, one call
         h = x.reshape(x.shape[0], -1, x.shape[-1])  # (B, N, D_in)
-        A = self.lora_A.to(h.dtype)
         h = F.linear(h, A) if A.dim() == 2 else torch.bmm(h, A.transpose(1, 2))  # (B, N, R)
         if self.lora_scale is not None:
-            h = h * self.lora_scale.unsqueeze(1)  # (B, N, R)
-        delta = _apply_B(self.lora_B.to(h.dtype), h)  # (B, N, D_out)
+            h = _apply_gate(h, self.lora_scale)  # (B, N, R)
+        delta = _apply_B(B, h)  # (B, N, D_out)
         return torch.add(y, delta.reshape(y.shape), alpha=self.scaling)
 
 
@@ -170,7 +191,8 @@ class LowRankConv2d(_LowRankLayer):
             h = self._conv(x.reshape(1, n * c_in, *x.shape[2:]), A.reshape(n * r, c_in, kh, kw), groups=n)
             h = h.reshape(n, r, *h.shape[2:])  # (B, R, H', W')
         if self.lora_scale is not None:
-            h = h * self.lora_scale[:, :, None, None]
+            g = self.lora_scale.shape[-1]  # one entry per rank component, or per group of r / g of them
+            h = (h.reshape(n, g, r // g, *h.shape[2:]) * self.lora_scale[:, :, None, None, None]).reshape(h.shape)
         Bf = self.lora_B.to(x.dtype)
         if Bf.dim() == 2:
             delta = torch.einsum("or,brhw->bohw", Bf, h)  # (B, C_out, H', W')
