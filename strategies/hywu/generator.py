@@ -131,6 +131,8 @@ class BankGenerator(Generator):
         self.coefficients = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, cfg.hidden), nn.GELU(),
                                           nn.Linear(cfg.hidden, len(shapes) * cfg.bank_size))
         self._grams: dict[tuple, tuple] = {}  # Gram matrices of tensors that do not change
+        self._keys = [(s, _key(s)) for s in self.shapes]
+        self._joint_weight: tuple | None = None  # (weight, its version and storage, weight / sqrt(1 + eps))
 
     def mixing(self, c: Tensor) -> Tensor:
         """(B, n_sites, K) coefficients, softmax over the bank scaled by K (mean 1)."""
@@ -144,9 +146,25 @@ class BankGenerator(Generator):
         norm with eps * e2 / (1 + e2) and weight w / sqrt(1 + e2). The same function; one pass less."""
         norm, first, act, last = self.coefficients
         e2 = norm.eps
-        c = F.layer_norm(v, norm.normalized_shape, norm.weight / math.sqrt(1 + e2), norm.bias, eps * e2 / (1 + e2))
+        c = F.layer_norm(v, norm.normalized_shape, self._joint_norm_weight(), norm.bias, eps * e2 / (1 + e2))
         logits = last(act(first(c))).view(v.shape[0], len(self.shapes), self.bank_size)
-        return self.bank_size * logits.softmax(-1)
+        if torch.is_grad_enabled():
+            return self.bank_size * logits.softmax(-1)
+        return logits.softmax(-1).mul_(self.bank_size)
+
+    def _joint_norm_weight(self) -> Tensor:
+        """w / sqrt(1 + e2) of `mixing_of_normalised`, kept while w is unchanged (no gradient needed)."""
+        norm = self.coefficients[0]
+        w = norm.weight
+        if torch.is_grad_enabled() and w.requires_grad:
+            return w / math.sqrt(1 + norm.eps)
+        hit = self._joint_weight
+        key = (w._version, w.data_ptr(), w.dtype, w.device)  # an optimizer step, a load, a move change it
+        if hit is not None and hit[0] is w and hit[1] == key:
+            return hit[2]
+        scaled = w.detach() / math.sqrt(1 + norm.eps)
+        self._joint_weight = (w, key, scaled)
+        return scaled
 
     def forward(self, c: Tensor) -> dict[str, Factors]:
         mix = self.mixing(c).repeat_interleave(self.rank, dim=-1)  # (B, n_sites, K r)
@@ -156,7 +174,8 @@ class BankGenerator(Generator):
         """The factors of mixing coefficients `mix` (B, n_sites, K) with each gate per basis, (B, K): the
         operator scales each basis' r components by its entry (the same update as `forward`'s gates,
         repeated r times, without forming them). For inference; `expand` gives `forward`'s form."""
-        return {s: (self.lora_A[_key(s)], self.lora_B[_key(s)], mix[:, i]) for i, s in enumerate(self.shapes)}
+        A, B = self.lora_A._parameters, self.lora_B._parameters  # (ParameterDict's lookup costs per call)
+        return {s: (A[k], B[k], mix[:, i]) for i, (s, k) in enumerate(self._keys)}
 
     def expand(self, factors: Mapping[str, Factors]) -> dict[str, Factors]:
         """Grouped factors in `forward`'s form (each gate entry repeated `rank` times)."""

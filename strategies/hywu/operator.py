@@ -75,10 +75,19 @@ class _LowRankLayer(nn.Module):
         batches |= {lora_scale.shape[0]} if lora_scale is not None else set()
         if len(batches) > 1:
             raise ValueError(f"per-instance factors disagree on the batch size: {sorted(batches)}")
-        self.lora_A, self.lora_B, self.lora_scale = lora_A, lora_B, lora_scale
+        self._put(lora_A, lora_B, lora_scale)
 
     def clear_factors(self) -> None:
-        self.lora_A = self.lora_B = self.lora_scale = None
+        self._put(None, None, None)
+
+    def _put(self, lora_A: Tensor | None, lora_B: Tensor | None, lora_scale: Tensor | None) -> None:
+        """Plain attributes, never registered: a generator's parameter set here (the bank's bases) must
+        not become a parameter of the wrapper, and nn.Module's attribute machinery costs per call."""
+        if self._parameters:  # set from outside through nn.Module.__setattr__ (e.g. a probe): unregister
+            for name in ("lora_A", "lora_B", "lora_scale"):
+                self._parameters.pop(name, None)
+        d = self.__dict__
+        d["lora_A"], d["lora_B"], d["lora_scale"] = lora_A, lora_B, lora_scale
 
     def _check_batch(self, n: int) -> None:
         per_instance = [t for t in (self.lora_A, self.lora_B) if t is not None and t.dim() == 3]
@@ -141,8 +150,13 @@ class LowRankLinear(_LowRankLayer):
             B = B.to(x.dtype)
         if x.dim() == 2 and A.dim() == 2 and B.dim() == 2:  # one vector per instance, shared bases (the bank)
             h = F.linear(x, A)  # (B, R)
-            if self.lora_scale is not None:
-                h = _apply_gate(h.unsqueeze(1), self.lora_scale).squeeze(1)
+            gate = self.lora_scale
+            if gate is not None:
+                n, r, g = h.shape[0], h.shape[1], gate.shape[-1]
+                if torch.is_grad_enabled():
+                    h = h * gate if g == r else (h.view(n, g, r // g) * gate.unsqueeze(-1)).view(n, r)
+                else:  # h is ours alone: scale it in place
+                    h.mul_(gate) if g == r else h.view(n, g, r // g).mul_(gate.unsqueeze(-1))
             return torch.addmm(y, h, B.t(), alpha=self.scaling)  # y + scaling * h B^T, one call
         h = x.reshape(x.shape[0], -1, x.shape[-1])  # (B, N, D_in)
         h = F.linear(h, A) if A.dim() == 2 else torch.bmm(h, A.transpose(1, 2))  # (B, N, R)
