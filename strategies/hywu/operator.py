@@ -5,7 +5,9 @@ in HY-WU's `batched_lora_forward_bmm` (Tencent-Hunyuan/HY-WU, `wu/`); a shared f
 (D_out, R) serves the whole batch, as a plain LoRA adapter does. Either factor may be shared or
 per-instance independently. An optional third factor, a per-instance gate `lora_scale` (B, R), multiplies
 the rank components: y = W x + scaling * B diag(s_i) A x. This is how a learned bank of low-rank bases
-mixed by per-instance coefficients runs without materialising a (B, D_out, R) tensor.
+mixed by per-instance coefficients runs without materialising a (B, D_out, R) tensor. The gate may also
+be (B, G) with G dividing R: each entry then scales R / G consecutive components (the bank's inference
+form, one coefficient per basis of rank R / G, never repeated per component).
 
 The wrappers hold `base_layer` like peft's LoRA layers (`tuners/lora/layer.py`), with `scaling =
 alpha / rank`; the factors are not parameters of the wrapper but are set for one forward pass through
