@@ -10,6 +10,7 @@ option name that only one of the two declares (`mem_size=200`). Values are parse
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -47,6 +48,8 @@ class RunSpec:
     data_root: str | None = None  # None: $HYWU_BENCH_DATA, else the user cache folder
     download: bool = False  # fetch missing datasets with torchvision (needs a network)
     name: str | None = None  # run folder name; default: the strategy name
+    validation: float = 0.0  # > 0: hold out this fraction of each experience's training data and evaluate
+    # on it instead of the test split (for choosing hyperparameters); results go to <scenario>-validation
     scenario_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
@@ -57,6 +60,7 @@ class RunSpec:
             (self.batch_size is None or self.batch_size > 0, f"batch_size must be > 0 (got {self.batch_size})"),
             (self.lr is None or self.lr > 0, f"lr must be > 0 (got {self.lr})"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
+            (0 <= self.validation < 1, f"validation must be a fraction in [0, 1) (got {self.validation})"),
             (self.eval_batch_size > 0, f"eval_batch_size must be > 0 (got {self.eval_batch_size})"),
             (bool(_DEVICE.match(self.device)), f"unknown device '{self.device}'; use auto, cpu, cuda or cuda:K"),
             (self.name is None or re.fullmatch(r"[A-Za-z0-9_.+-]+", self.name) is not None,
@@ -74,7 +78,8 @@ class RunSpec:
     def scenario_label(self) -> str:
         """The scenario's results folder: a scenario read from a file is named after the file too."""
         path = self.scenario_options.get("path")
-        return f"{self.scenario}-{Path(str(path)).stem}" if path else self.scenario
+        label = f"{self.scenario}-{Path(str(path)).stem}" if path else self.scenario
+        return f"{label}-validation" if self.validation else label
 
     def input_fingerprint(self) -> str | None:
         """SHA-256 of a scenario file named by the `path` option, so an edited file is never mistaken
@@ -88,6 +93,14 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def same_request(self, stored: dict[str, Any] | None) -> bool:
+        """Whether a stored run's `requested_spec` asks for exactly this run. A field added to RunSpec
+        after the run was stored counts as its default (the behaviour before the field existed)."""
+        if stored is None:
+            return False
+        defaults = json.loads(json.dumps(RunSpec().to_dict()))
+        return {**defaults, **stored} == json.loads(json.dumps(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "RunSpec":

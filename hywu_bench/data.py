@@ -17,7 +17,7 @@ A minibatch is `[x, y, t]`, or `[x, y, c, t]` when the scenario gives every inst
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -122,6 +122,37 @@ def make_scenario(train: Sequence[ExperienceTensors], test: Sequence[ExperienceT
         train=[_avalanche_dataset(p) for p in train], test=[_avalanche_dataset(p) for p in test]
     )
     return Scenario(benchmark, info)
+
+
+def holdout(scenario: Scenario, fraction: float, seed: int) -> Scenario:
+    """The same stream evaluated on held-out training data: for choosing hyperparameters.
+
+    A seeded random `fraction` of every experience's training data becomes that experience's evaluation
+    set, the rest its training set; the test split is dropped, so nothing tuned this way has seen it.
+    Streams that draw every experience from one training pool (drift, personalization) may show the same
+    image in another experience under another transform or user; the test images never appear.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
+    train, held, infos = [], [], []
+    for k, (exp, info) in enumerate(zip(scenario.train_stream, scenario.info.experiences)):
+        tensors = dataset_tensors(exp.dataset)
+        if tensors is None:
+            raise ValueError("validation needs a scenario built from tensors (make_scenario)")
+        x, y, t = tensors[0], tensors[1], tensors[-1]
+        condition = tensors[2] if len(tensors) == 4 else None
+        n_held = int(round(fraction * len(y)))
+        if n_held < 1 or n_held >= len(y):
+            raise ValueError(f"experience {k} has {len(y)} training instances: too few to hold out {fraction:g}")
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed * 1_000_003 + k))
+        parts = []
+        for index in (order[n_held:], order[:n_held]):
+            parts.append(ExperienceTensors(x[index], y[index], int(t[0]) if len(t) else 0,
+                                           None if condition is None else condition[index]))
+        train.append(parts[0]), held.append(parts[1])
+        infos.append(replace(info, n_train=len(y) - n_held, n_test=n_held))
+    info = replace(scenario.info, experiences=tuple(infos), options={**scenario.info.options, "validation": fraction})
+    return make_scenario(train, held, info)
 
 
 # ---------------------------------------------------------------------------------------------------

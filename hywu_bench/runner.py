@@ -32,7 +32,7 @@ from torch import nn
 
 from hywu_bench import checkpoint, metrics, results
 from hywu_bench.config import RunSpec
-from hywu_bench.data import Scenario, ScenarioInfo, dataset_tensors
+from hywu_bench.data import Scenario, ScenarioInfo, dataset_tensors, holdout
 from hywu_bench.errors import RunDiverged, UserError
 from hywu_bench.locking import RunLock
 from hywu_bench.models import build_backbone, default_backbone
@@ -138,8 +138,10 @@ def evaluate_model(model: nn.Module, stream: Any, info: ScenarioInfo, device: to
 
 def warm_start_key(spec: RunSpec) -> str:
     keys = ("scenario", "seed", "backbone", "epochs", "batch_size", "lr", "optimizer", "momentum", "scenario_options")
-    blob = json.dumps({**{k: getattr(spec, k) for k in keys}, "input": spec.input_fingerprint()}, sort_keys=True,
-                      default=str)
+    key = {**{k: getattr(spec, k) for k in keys}, "input": spec.input_fingerprint()}
+    if spec.validation:  # trained on the training part only (unset: the keys of caches made before the field)
+        key["validation"] = spec.validation
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -204,7 +206,7 @@ def _reuse(spec: RunSpec, path: Path) -> RunRecord:
     if stored.config.get("format_version") != results.FORMAT_VERSION:
         raise UserError(f"'{path}' was written by an incompatible version of hywu-bench (format "
                         f"{stored.config.get('format_version')}, this is {results.FORMAT_VERSION}); use another --out.")
-    if (stored.config.get("requested_spec") != json.loads(json.dumps(spec.to_dict()))
+    if (not spec.same_request(stored.config.get("requested_spec"))
             or stored.config.get("input_fingerprint") != spec.input_fingerprint()):
         raise UserError(f"a complete run with a different configuration exists at '{path}'; pass --overwrite "
                         f"to replace it, or --name NAME to store this one beside it.")
@@ -214,6 +216,11 @@ def _reuse(spec: RunSpec, path: Path) -> RunRecord:
 def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
     seed_everything(spec.seed)
     scenario: Scenario = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options)
+    if spec.validation:
+        try:
+            scenario = holdout(scenario, spec.validation, spec.seed)
+        except ValueError as err:
+            raise UserError(f"--set validation={spec.validation:g}: {err}") from None
     entry = STRATEGIES.get(spec.strategy)
     if scenario.info.setting not in entry.settings:
         raise UserError(f"strategy '{entry.name}' does not support the {scenario.info.setting}-incremental setting "
@@ -256,7 +263,7 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     config = _config(spec, resolved, info, device, warm)
     if resume and not overwrite and (path / checkpoint.CHECKPOINT).exists():
         stored = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
-        if (stored.get("requested_spec") != json.loads(json.dumps(spec.to_dict()))
+        if (not spec.same_request(stored.get("requested_spec"))
                 or stored.get("input_fingerprint") != spec.input_fingerprint()):
             raise UserError(f"cannot resume '{path}': it was started with a different configuration; "
                             f"pass --overwrite to start it over.")
