@@ -97,10 +97,15 @@ def select_device(name: str) -> torch.device:
 
 
 def resolve_hyperparameters(spec: RunSpec, info: ScenarioInfo) -> RunSpec:
+    """Fill what the spec leaves unset from the scenario's recommendations: epochs, batch size, lr, backbone,
+    and a strategy's options tuned for the scenario family (`recommended["strategy_options"][name]`,
+    chosen on held-out training data); options the user set always win."""
     rec = info.recommended
     backbone = spec.backbone if spec.backbone != "auto" else rec.get("backbone", default_backbone(info.input_shape))
+    tuned = rec.get("strategy_options", {}).get(STRATEGIES.get(spec.strategy).name, {})
     return replace(spec, epochs=spec.epochs or rec.get("epochs", 1), batch_size=spec.batch_size or rec.get("batch_size", 64),
-                   lr=spec.lr or rec.get("lr", 0.01), backbone=backbone)
+                   lr=spec.lr or rec.get("lr", 0.01), backbone=backbone,
+                   strategy_options={**tuned, **spec.strategy_options})
 
 
 def library_versions() -> dict[str, str]:
@@ -184,11 +189,12 @@ FAILED = "FAILED"
 
 
 def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False, resume: bool = False,
-        reporter: Reporter | None = None) -> RunRecord:
+        reporter: Reporter | None = None, job_id: str | None = None) -> RunRecord:
     """Run `spec`, or return the complete identical run already on disk.
 
     An incomplete run folder is continued from its last checkpoint with `resume=True` and started over
     otherwise. A diverging run raises `RunDiverged` after writing its partial matrix and a FAILED marker.
+    `job_id`: a cluster engine's id for this job, kept across its requeues (see `locking.RunLock`).
     """
     load_builtins()
     reporter = reporter or LogReporter()
@@ -197,7 +203,7 @@ def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False, 
     path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
     if results.is_complete(path) and not overwrite:
         return _reuse(spec, path)
-    with RunLock(path):
+    with RunLock(path, job_id):
         return _run_locked(spec, out, path, overwrite=overwrite, resume=resume, reporter=reporter)
 
 
@@ -233,7 +239,7 @@ def _config(spec: RunSpec, resolved: RunSpec, info: ScenarioInfo, device: torch.
             "requested_spec": spec.to_dict(), "input_fingerprint": spec.input_fingerprint(),
             "spec": resolved.to_dict(), "scenario": info.to_dict(),
             "strategy": {"name": STRATEGIES.get(spec.strategy).name,
-                         "options": vars(STRATEGIES.options(spec.strategy, spec.strategy_options))},
+                         "options": vars(STRATEGIES.options(spec.strategy, resolved.strategy_options))},
             "warm_start": str(warm) if warm else None, "device": str(device),
             "versions": library_versions(), "host": platform.node()}
 
@@ -250,12 +256,12 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
         plugins.insert(0, TaskMaskPlugin(info))
     setup = TrainingSetup(resolved, info, device, resolved.epochs, resolved.batch_size, resolved.lr, plugins)
     # A builder's own checks (e.g. a setting it cannot run) fail here, before the warm start trains.
-    STRATEGIES.build(spec.strategy, copy.deepcopy(model), setup, **spec.strategy_options)
+    STRATEGIES.build(spec.strategy, copy.deepcopy(model), setup, **resolved.strategy_options)
 
     reporter.start(resolved, info)
     warm = warm_start(model, scenario, resolved, device, out, reporter) if resolved.warm_start else None
     seed_everything(resolved.seed)
-    strategy = STRATEGIES.build(spec.strategy, model, setup, **spec.strategy_options)
+    strategy = STRATEGIES.build(spec.strategy, model, setup, **resolved.strategy_options)
     strategy.precision = resolved.precision
 
     T = info.n_experiences

@@ -104,3 +104,18 @@ def test_naive_fine_tuning_forgets_earlier_users(tmp_path):
     assert R[0, 0] > 0.7 and R[1, 1] > 0.7  # each user is learnt...
     assert R[1, 0] < R[0, 0] - 0.4  # ...and the next user's labels overwrite the previous one's
     assert record.metrics["forgetting"] > 0.4
+
+
+def test_user_streams_recommend_hywus_tuned_lr_and_the_user_wins():
+    from hywu_bench.runner import resolve_hyperparameters
+
+    load_builtins()
+    scenario = SCENARIOS.build("preference-digits", RunSpec(scenario="preference-digits"))
+    tuned = resolve_hyperparameters(RunSpec(scenario="preference-digits", strategy="hywu"), scenario.info)
+    assert tuned.strategy_options == {"lr": 2e-3}
+    mine = RunSpec(scenario="preference-digits", strategy="hywu", strategy_options={"lr": 5e-4, "beta": 1.0})
+    assert resolve_hyperparameters(mine, scenario.info).strategy_options == {"lr": 5e-4, "beta": 1.0}
+    other = resolve_hyperparameters(RunSpec(scenario="preference-digits", strategy="replay"), scenario.info)
+    assert other.strategy_options == {}  # tuned options are per strategy
+    drift = SCENARIOS.build("permuted-digits", RunSpec(scenario="permuted-digits"))
+    assert resolve_hyperparameters(RunSpec(scenario="permuted-digits"), drift.info).strategy_options == {}

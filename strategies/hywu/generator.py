@@ -52,8 +52,9 @@ class GeneratorConfig:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"generator '{self.arch}' is not one of {', '.join(ARCHITECTURES)}")
         for name in ("rank", "hidden", "bank_size", "tile", "width", "depth", "heads", "condition_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"generator {name} must be >= 1 (got {getattr(self, name)})")
+            if getattr(self, name) < (0 if name == "hidden" and self.arch == "bank" else 1):
+                raise ValueError(f"generator {name} must be >= 1 (got {getattr(self, name)}); "
+                                 "only the bank takes hidden=0 (a linear router)")
         if self.width % self.heads:
             raise ValueError(f"generator width {self.width} must be divisible by heads {self.heads}")
 
@@ -128,8 +129,12 @@ class BankGenerator(Generator):
                                         for s, (d_in, _) in shapes.items()})  # (K r, D_in) per site
         self.lora_B = nn.ParameterDict({_key(s): nn.Parameter(torch.zeros(d_out, kr))
                                         for s, (_, d_out) in shapes.items()})  # (D_out, K r), zero: dW = 0
-        self.coefficients = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, cfg.hidden), nn.GELU(),
-                                          nn.Linear(cfg.hidden, len(shapes) * cfg.bank_size))
+        n_out = len(shapes) * cfg.bank_size
+        if cfg.hidden:  # a one-hidden-layer coefficient net
+            net = [nn.Linear(cond_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, n_out)]
+        else:  # a linear router over the normalised condition, as mixture-of-experts layers gate experts
+            net = [nn.Linear(cond_dim, n_out)]
+        self.coefficients = nn.Sequential(nn.LayerNorm(cond_dim), *net)
         self._grams: dict[tuple, tuple] = {}  # Gram matrices of tensors that do not change
         self._keys = [(s, _key(s)) for s in self.shapes]
         self._joint_weight: tuple | None = None  # (weight, its version and storage, weight / sqrt(1 + eps))
@@ -144,10 +149,12 @@ class BankGenerator(Generator):
         coefficient net's own, eps e2, weight w, bias b) done as one: the first leaves mean 0 and variance
         var / (var + eps), so the pair is (v - mean) / sqrt((1 + e2) var + eps e2) * w + b, a single layer
         norm with eps * e2 / (1 + e2) and weight w / sqrt(1 + e2). The same function; one pass less."""
-        norm, first, act, last = self.coefficients
+        norm, *net = self.coefficients
         e2 = norm.eps
-        c = F.layer_norm(v, norm.normalized_shape, self._joint_norm_weight(), norm.bias, eps * e2 / (1 + e2))
-        logits = last(act(first(c))).view(v.shape[0], len(self.shapes), self.bank_size)
+        logits = F.layer_norm(v, norm.normalized_shape, self._joint_norm_weight(), norm.bias, eps * e2 / (1 + e2))
+        for layer in net:
+            logits = layer(logits)
+        logits = logits.view(v.shape[0], len(self.shapes), self.bank_size)
         if torch.is_grad_enabled():
             return self.bank_size * logits.softmax(-1)
         return logits.softmax(-1).mul_(self.bank_size)

@@ -56,7 +56,7 @@ class HYWUOptions:
     sites: tuple[str, ...] = ()  # layer name patterns to adapt; empty: the backbone's adapter_sites
     generator: Literal["bank", "mlp", "tokens"] = "bank"  # bank: K mixing coefficients per site (lean)
     bank_size: int = 24  # K bases per site (bank)
-    hidden: int = 64  # generator width (mlp trunk, bank coefficient net)
+    hidden: int = 64  # generator width (mlp trunk, bank coefficient net); bank only: 0 = a linear router
     train_bank_A: bool = True  # False: the bank's A factors stay at their random init (cheaper)
     condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
     condition_layer: str = "auto"  # base layer read by `features`; auto: the first adapted site's base output
@@ -72,7 +72,8 @@ class HYWUOptions:
         checks = [(self.rank >= 1, f"rank must be >= 1 (got {self.rank})"),
                   (self.alpha > 0, f"alpha must be > 0 (got {self.alpha})"),
                   (self.bank_size >= 1, f"bank_size must be >= 1 (got {self.bank_size})"),
-                  (self.hidden >= 1, f"hidden must be >= 1 (got {self.hidden})"),
+                  (self.hidden >= (0 if self.generator == "bank" else 1),
+                   f"hidden must be >= 1 (got {self.hidden}); only the bank generator takes 0 (a linear router)"),
                   (self.anchors_per_experience >= 0, "anchors_per_experience must be >= 0"),
                   (self.anchors_per_step >= 1, "anchors_per_step must be >= 1"),
                   (self.beta >= 0, f"beta must be >= 0 (got {self.beta})"),
