@@ -200,8 +200,19 @@ def save(run_path: Path, strategy: Any, progress: dict[str, Any]) -> None:
              "strategy": strategy.strategy_state(), "rng": rng_state()}
     path = run_path / CHECKPOINT
     tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a requeue signal (SystemExit) or an error mid-write leaves no stray file behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove(run_path: Path) -> None:
+    """The checkpoint of a finished run, and any half-written one a killed attempt left."""
+    (run_path / CHECKPOINT).unlink(missing_ok=True)
+    for stray in run_path.glob(f".{CHECKPOINT}.*.tmp"):
+        stray.unlink(missing_ok=True)
 
 
 def load(run_path: Path) -> dict[str, Any]:

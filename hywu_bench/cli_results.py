@@ -19,6 +19,34 @@ from hywu_bench.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# Where the runs execute (hywu_bench.executors); the same options on compare and paper.
+Executor = Annotated[str, typer.Option(help="local, submitit-local, slurm or ray.")]
+JobsFolder = Annotated[Optional[Path], typer.Option(help="submitit's job folder and the logs of failed runs (never inside --out). [default: OUT/../.hywu-bench-jobs/OUT-NAME]")]
+SlurmPartition = Annotated[Optional[str], typer.Option(help="slurm: sbatch --partition.")]
+SlurmTime = Annotated[Optional[str], typer.Option(help="slurm, submitit-local: time limit of one run (90, 4:00:00, 1-00:00:00); a run past it is requeued and resumes. [default: 4:00:00]")]
+GpusPerTask = Annotated[Optional[int], typer.Option(help="slurm, submitit-local: GPUs per run.")]
+CpusPerTask = Annotated[Optional[int], typer.Option(help="slurm, submitit-local: CPUs per run (also its torch threads).")]
+SlurmMem = Annotated[Optional[str], typer.Option(help="slurm: sbatch --mem, e.g. 32G.")]
+ArrayParallelism = Annotated[Optional[int], typer.Option(help="slurm: runs of the job array at once.")]
+SbatchLine = Annotated[Optional[list[str]], typer.Option(help="slurm: an extra sbatch option, e.g. --account=mylab (repeatable).")]
+Address = Annotated[Optional[str], typer.Option(help="ray: HOST:PORT of the cluster's head.")]
+RayNumGpus = Annotated[Optional[float], typer.Option(help="ray: GPUs per run.")]
+RayNumCpus = Annotated[Optional[float], typer.Option(help="ray: CPUs per run (also its torch threads). [default: 1]")]
+RayRetries = Annotated[Optional[int], typer.Option(help="ray: retries of a run whose worker died. [default: 3]")]
+SharedPath = Annotated[Optional[bool], typer.Option("--shared-path/--no-shared-path", help="ray: --out is the same path on every node, tasks write there; otherwise tasks return their files and this process writes them. [default: no]")]
+
+
+def executor_options(kind: str, workers: Optional[int], jobs_folder: Optional[Path], partition: Optional[str],
+                     time: Optional[str], gpus_per_task: Optional[int], cpus_per_task: Optional[int],
+                     mem: Optional[str], array_parallelism: Optional[int], sbatch_line: Optional[list[str]],
+                     address: Optional[str], ray_num_gpus: Optional[float], ray_num_cpus: Optional[float],
+                     ray_retries: Optional[int], shared_path: Optional[bool]) -> Any:
+    from hywu_bench.executors import ExecutorOptions
+
+    return ExecutorOptions(kind, workers, jobs_folder, time, partition, gpus_per_task, cpus_per_task, mem,
+                           array_parallelism, tuple(sbatch_line or ()), address, ray_num_gpus, ray_num_cpus,
+                           ray_retries, shared_path)
+
 
 def _csv(text: str, what: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
@@ -75,7 +103,7 @@ class GridProgress:
         if not outcome.ok:
             status = f"FAILED: {outcome.error}"
         elif outcome.reused:
-            status = "already complete (reused)"
+            status = "skipped (already complete)"
         else:
             status = f"done in {outcome.seconds:.1f}s"
         self._line(f"[{self.done}/{self.total}] {what}: {status}")
@@ -87,17 +115,20 @@ class GridProgress:
             self.bar.stop()
 
 
-def _summarise(outcomes: list[Any], rendered: Any) -> int:
-    """Print where things went and the failures; the exit code (1 when a run failed)."""
+def _summarise(result: Any, executor: str) -> int:
+    """Print the sweep's summary, where things went and the failures; the exit code (1 when a run failed)."""
+    outcomes = result.outcomes
     failures = [o for o in outcomes if not o.ok]
-    new = sum(1 for o in outcomes if o.ok and not o.reused)
-    reused = sum(1 for o in outcomes if o.reused)
-    typer.echo(f"{len(outcomes)} runs: {new} new, {reused} reused, {len(failures)} failed.")
-    _print_rendered(rendered)
+    done = sum(1 for o in outcomes if o.ok and not o.reused)
+    skipped = sum(1 for o in outcomes if o.reused)
+    typer.echo(f"{len(outcomes)} runs: {done} done, {skipped} skipped (already complete), {len(failures)} failed; "
+               f"wall time {result.seconds:.1f} s (executor {executor}).")
+    _print_rendered(result.report)
     if failures:
         typer.secho("failed runs (rerun the same command to retry only these):", fg=typer.colors.RED, err=True)
         for o in failures:
-            typer.secho(f"  {o.spec.run_name} seed {o.spec.seed} on {o.spec.scenario}: {o.error}", err=True)
+            where = f"  log: {o.log}" if o.log else ""
+            typer.secho(f"  {o.spec.run_name} seed {o.spec.seed} on {o.spec.scenario}: {o.error}{where}", err=True)
     return 1 if failures else 0
 
 
@@ -120,7 +151,7 @@ def compare_command(
     scenario: Annotated[str, typer.Option(help="Scenario name (see `hywu-bench list`).")],
     strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu.")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds or ranges, e.g. 0,1,2 or 0-4.")] = "0,1,2",
-    workers: Annotated[int, typer.Option(help="Runs in parallel, each in its own process.")] = 1,
+    workers: Annotated[Optional[int], typer.Option(help="local: runs in parallel, each in its own process. [default: 1]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable.")] = None,
@@ -128,11 +159,23 @@ def compare_command(
     overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    executor: Executor = "local", jobs_folder: JobsFolder = None,
+    slurm_partition: SlurmPartition = None, slurm_time: SlurmTime = None, gpus_per_task: GpusPerTask = None,
+    cpus_per_task: CpusPerTask = None, slurm_mem: SlurmMem = None, array_parallelism: ArrayParallelism = None,
+    sbatch_line: SbatchLine = None, address: Address = None, ray_num_gpus: RayNumGpus = None,
+    ray_num_cpus: RayNumCpus = None, ray_retries: RayRetries = None, shared_path: SharedPath = None,
 ) -> None:
     """Run every missing (strategy, seed) run of a grid, then write its tables and figures.
 
-    Complete runs already on disk are reused, so an interrupted compare resumes where it stopped.
+    Complete runs already on disk are reused, so an interrupted compare resumes where it stopped. Runs
+    execute here (--executor local), on SLURM through submitit, or on a Ray cluster.
     """
+    options = executor_options(executor, workers, jobs_folder, slurm_partition, slurm_time, gpus_per_task,
+                               cpus_per_task, slurm_mem, array_parallelism, sbatch_line, address, ray_num_gpus,
+                               ray_num_cpus, ray_retries, shared_path)
+    from hywu_bench.executors import make_executor
+
+    runner = make_executor(options, plugin or [])  # an unusable executor fails first, in seconds, before any run
     _load_plugins(plugin)
     from hywu_bench import sweep
 
@@ -140,12 +183,11 @@ def compare_command(
     flags = {"epochs": epochs, "device": device}
     progress = GridProgress(len(names) * len(seed_list), quiet)
     try:
-        result = sweep.compare(scenario, names, seed_list, out, workers=workers, sets=set_ or [], flags=flags,
-                               executor=sweep.make_executor(workers, plugin or []), listener=progress,
-                               overwrite=overwrite)
+        result = sweep.compare(scenario, names, seed_list, out, sets=set_ or [], flags=flags, executor=runner,
+                               listener=progress, overwrite=overwrite)
     finally:
         progress.close()
-    raise typer.Exit(code=_summarise(result.outcomes, result.report))
+    raise typer.Exit(code=_summarise(result, executor))
 
 
 @app.command("report")
@@ -171,14 +213,25 @@ def report_command(
 def paper_command(
     scale: Annotated[str, typer.Option(help="smoke (2 CPU cores, about 15 minutes) or full (a GPU).")] = "smoke",
     out: Annotated[Optional[Path], typer.Option(help="Results folder. [default: results/paper-SCALE]")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Runs in parallel. [default: the suite's]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="local: runs in parallel. [default: the suite's]")] = None,
     suite: Annotated[Optional[Path], typer.Option(help="A suite TOML instead of the shipped one.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    executor: Executor = "local", jobs_folder: JobsFolder = None,
+    slurm_partition: SlurmPartition = None, slurm_time: SlurmTime = None, gpus_per_task: GpusPerTask = None,
+    cpus_per_task: CpusPerTask = None, slurm_mem: SlurmMem = None, array_parallelism: ArrayParallelism = None,
+    sbatch_line: SbatchLine = None, address: Address = None, ray_num_gpus: RayNumGpus = None,
+    ray_num_cpus: RayNumCpus = None, ray_retries: RayRetries = None, shared_path: SharedPath = None,
 ) -> None:
-    """Run a declared suite of comparisons and write every table, figure and REPORT.md."""
+    """Run a declared suite of comparisons and write every table, figure and REPORT.md.
+
+    On SLURM (--executor slurm) the whole suite is one job array.
+    """
+    options = executor_options(executor, workers, jobs_folder, slurm_partition, slurm_time, gpus_per_task,
+                               cpus_per_task, slurm_mem, array_parallelism, sbatch_line, address, ray_num_gpus,
+                               ray_num_cpus, ray_retries, shared_path)
     _load_plugins(plugin)
     from hywu_bench import paper
 
@@ -188,8 +241,8 @@ def paper_command(
     out = out or Path("results") / f"paper-{scale}"
     progress = GridProgress(plan.n_runs, quiet)
     try:
-        result = paper.run_suite(plan, out, workers=workers, device=device, plugins=plugin or [], listener=progress,
-                                  overwrite=overwrite)
+        result = paper.run_suite(plan, out, device=device, plugins=plugin or [], listener=progress,
+                                 overwrite=overwrite, executor=options)
     finally:
         progress.close()
-    raise typer.Exit(code=_summarise(result.outcomes, result.report))
+    raise typer.Exit(code=_summarise(result, executor))

@@ -1,4 +1,9 @@
-"""One writer per run folder: a lock file holding the owner's host and pid; stale locks are taken over."""
+"""One writer per run folder: a lock file holding the owner's host and pid; stale locks are taken over.
+
+A run started by a cluster engine also records the engine's job id (`submitit:4242_3`, `ray:<task id>`),
+which stays the same when the engine requeues or retries the job, possibly on another host: a lock left
+by an earlier attempt of the same job is then stale too, although its host cannot be checked from here.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +28,11 @@ def _alive(pid: int) -> bool:
 
 
 class RunLock:
-    def __init__(self, run_path: Path):
+    def __init__(self, run_path: Path, job_id: str | None = None):
         self.path = run_path / LOCK
         self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        if job_id:
+            self.owner["job"] = job_id
 
     def __enter__(self) -> "RunLock":
         self.created = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
@@ -65,6 +72,8 @@ class RunLock:
         holder = self._read()
         if not holder:  # unreadable or empty: its writer died before finishing it
             return False
+        if holder.get("job") and holder.get("job") == self.owner.get("job"):
+            return False  # an earlier attempt of this very job: the engine requeues only after it ended
         if holder.get("host") != socket.gethostname():
             return True  # cannot check another machine's processes: assume alive
         return _alive(int(holder.get("pid", -1)))

@@ -8,13 +8,14 @@ that `run_suite` compares (resumably) before rendering. Rendering imports no tor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from hywu_bench import report, results
 from hywu_bench.errors import UserError
-from hywu_bench.sweep import CompareResult, Listener, Outcome, compare, make_executor
+from hywu_bench.sweep import CompareResult, ExecutorOptions, Listener, grid, make_executor, run_specs
 
 
 REPORT_DIR = "_report"
@@ -209,18 +210,21 @@ def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
 
 
 def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, device: str | None = None,
-              overwrite: bool = False,
-              plugins: Sequence[str | Path] = (), listener: Listener | None = None) -> CompareResult:
-    """Every entry's compare (resumable), then all tables and figures and <out>/REPORT.md."""
+              overwrite: bool = False, plugins: Sequence[str | Path] = (), listener: Listener | None = None,
+              executor: ExecutorOptions | None = None) -> CompareResult:
+    """Every entry's missing runs (resumable), then all tables and figures and <out>/REPORT.md.
+
+    `executor` says where the runs execute (default: local, with `workers` or the suite's workers)."""
+    t0 = time.perf_counter()
     out = Path(out)
-    executor = make_executor(workers or plan.workers, plugins)
-    outcomes: list[Outcome] = []
-    for entry in plan.entries:
-        result = compare(entry.scenario, entry.strategies, entry.seeds, out, sets=entry.sets,
-                         flags={"device": device}, executor=executor, listener=listener, write_report=False,
-                         overwrite=overwrite)
-        outcomes += result.outcomes
-    folders = list(dict.fromkeys(o.spec.scenario_label
-                                 for o in outcomes))
+    options = executor or ExecutorOptions()
+    if options.kind == "local" and options.workers is None:
+        options = replace(options, workers=workers or plan.workers)
+    runner = make_executor(options, plugins)
+    results.check_writable(out)
+    specs = [spec for entry in plan.entries  # every grid is built (and checked) before anything runs
+             for spec in grid(entry.scenario, entry.strategies, entry.seeds, entry.sets, {"device": device})]
+    outcomes = run_specs(specs, out, runner, listener, overwrite)  # one submission for the whole suite
+    folders = list(dict.fromkeys(o.spec.scenario_label for o in outcomes))
     rendered = render(out, folders, title=plan.title, intro=plan.intro)
-    return CompareResult(outcomes, rendered)
+    return CompareResult(outcomes, rendered, time.perf_counter() - t0)

@@ -367,6 +367,6 @@ def _write_results(path: Path, before: np.ndarray, R: np.ndarray, per_exp: list[
 def _finish(spec: RunSpec, path: Path, before: np.ndarray, progress: dict, reporter: Reporter) -> RunRecord:
     R = np.array(progress["R"], dtype=float)
     summary = _write_results(path, before, R, progress["per_experience"], results.COMPLETE)
-    (path / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # the finished run no longer needs it
+    checkpoint.remove(path)  # the finished run no longer needs it
     reporter.finish()
     return RunRecord(spec, path, before, R, summary)

@@ -21,3 +21,48 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The executor tests' grid: 2 strategies x 2 seeds on split-digits, long enough (50 epochs per experience,
+# about a second of training per run) that a job can be killed or preempted in the middle of a run.
+EXECUTOR_GRID = dict(scenario="split-digits", strategies=["naive", "lwf"], seeds=[0, 1])
+EXECUTOR_SETS = ["epochs=50", "device=cpu"]
+TIMING_COLUMNS = ("train_seconds", "samples_per_second")  # wall-clock costs differ between any two runs
+
+
+@pytest.fixture(scope="session")
+def executor_grid(tmp_path_factory):
+    """The executor tests' grid run here with the local executor, one torch thread (as every job and task
+    of the tests uses): (its results folder, its tables folder, the grid, the --set pairs)."""
+    import torch
+
+    from hywu_bench import report, sweep
+
+    out = tmp_path_factory.mktemp("local-grid")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = sweep.compare(**EXECUTOR_GRID, out=out / "results", sets=EXECUTOR_SETS, write_report=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(o.ok for o in result.outcomes), [o.error for o in result.outcomes]
+    tables = out / "tables"
+    report.write_tables(report.load(out / "results"), EXECUTOR_GRID["scenario"], tables)
+    return out / "results", tables, EXECUTOR_GRID, EXECUTOR_SETS
+
+
+@pytest.fixture
+def assert_same_tables():
+    """Every CSV table of a report folder equals the reference's, cost columns aside; probe cosines to 1e-6."""
+    import pandas as pd
+
+    def check(report_folder, reference_folder) -> None:
+        names = sorted(p.name for p in reference_folder.glob("*.csv"))
+        assert names and names == sorted(p.name for p in report_folder.glob("*.csv"))
+        for name in names:
+            got, want = pd.read_csv(report_folder / name), pd.read_csv(reference_folder / name)
+            drop = [c for c in want.columns if c.startswith(TIMING_COLUMNS)]
+            pd.testing.assert_frame_equal(got.drop(columns=drop), want.drop(columns=drop), check_exact=False,
+                                          rtol=0, atol=1e-6, obj=name)
+
+    return check

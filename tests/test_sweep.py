@@ -52,8 +52,8 @@ def test_interrupted_compare_resumes_without_redoing_runs(tmp_path: Path) -> Non
     cli = CliRunner().invoke(app, ["compare", "--scenario", "split-digits", "--strategies", "naive,lwf",
                                    "--seeds", "0", "--out", str(tmp_path), "--set", "epochs=1", "--set", "device=cpu"])
     assert cli.exit_code == 0, cli.output
-    assert "2 runs: 0 new, 2 reused, 0 failed." in cli.output
-    assert "[1/2] naive seed 0 on split-digits: already complete (reused)" in cli.output
+    assert "2 runs: 0 done, 2 skipped (already complete), 0 failed; wall time" in cli.output
+    assert "[1/2] naive seed 0 on split-digits: skipped (already complete)" in cli.output
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ def test_a_failed_run_is_listed_and_does_not_stop_the_others(tmp_path: Path) -> 
     assert [o.ok for o in result.outcomes] == [False, True]
     assert result.failures[0].error == "RuntimeError: broken on purpose"
     assert "Traceback" in result.failures[0].details
+    assert "broken on purpose" in result.failures[0].log.read_text()  # the log the summary points to
+    assert not result.failures[0].log.is_relative_to(tmp_path)  # beside the results folder, not in it
     assert result.report is not None  # the report covers the runs that finished
 
 

@@ -1,0 +1,99 @@
+"""The Ray executor on a loopback cluster started here: the grid gives local's tables whether the tasks
+return their files or write into a shared path; a GPU request the cluster cannot meet and an address
+nobody answers are one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hywu_bench import results, sweep
+from hywu_bench.cli import app
+from hywu_bench.executors import ExecutorOptions, make_executor
+from hywu_bench.executors.base import default_jobs_folder
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """One head for the module (it takes seconds to start): 2 CPUs, 100 MB object store, loopback only,
+    usage stats off; its workers' TMPDIR (where tasks without a shared path run) is inside pytest's tmp.
+    Stopped by ending exactly the processes it started."""
+    from hywu_bench.executors.ray_loopback import loopback_head
+
+    scratch = tmp_path_factory.mktemp("ray-scratch")
+    log = tmp_path_factory.mktemp("ray-log") / "head.log"
+    with loopback_head(num_cpus=2, object_store_mb=100, scratch=scratch, log=log) as address:
+        yield address, scratch
+
+
+def grid_args(grid: dict, sets: list[str], out: Path) -> list[str]:
+    args = ["compare", "--scenario", grid["scenario"], "--strategies", ",".join(grid["strategies"]),
+            "--seeds", ",".join(map(str, grid["seeds"])), "--out", str(out), "-q"]
+    for pair in sets:
+        args += ["--set", pair]
+    return args
+
+
+def test_ray_grid_matches_local_with_files_returned_to_the_driver(tmp_path, ray_head, executor_grid,
+                                                                   assert_same_tables):
+    address, scratch = ray_head
+    reference, tables, grid, sets = executor_grid
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, [*grid_args(grid, sets, out), "--executor", "ray", "--address", address])
+    assert result.exit_code == 0, result.output
+    assert "4 runs: 4 done, 0 skipped (already complete), 0 failed" in result.output
+    for path in results.find_runs(reference)[0]:
+        mine = out / path.relative_to(reference)
+        assert (mine / "accuracy_matrix.csv").read_bytes() == (path / "accuracy_matrix.csv").read_bytes()
+    assert_same_tables(out / "split-digits" / "_report", tables)
+    runs = {p.relative_to(out).as_posix() for p in out.glob("split-digits/*/seed*/*")}
+    assert runs == {p.relative_to(reference).as_posix() for p in reference.glob("split-digits/*/seed*/*")}
+    leftovers = [p for p in (scratch / "hywu-bench-ray").rglob("*") if "seed" in p.name]
+    assert not leftovers  # the tasks' scratch copies are gone once returned
+
+
+def test_ray_tasks_write_into_a_shared_path(tmp_path, ray_head, executor_grid):
+    address, _ = ray_head
+    reference, _, grid, sets = executor_grid
+    out = tmp_path / "results"
+    executor = make_executor(ExecutorOptions("ray", address=address, shared_path=True, ray_retries=1))
+    result = sweep.compare(grid["scenario"], ["naive"], grid["seeds"], out, sets=sets, executor=executor,
+                           write_report=False)
+    assert [o.ok and not o.reused for o in result.outcomes] == [True, True], [o.error for o in result.outcomes]
+    for outcome in result.outcomes:
+        assert outcome.path.is_relative_to(out.resolve()) and results.is_complete(outcome.path)
+        want = results.run_dir(reference, "split-digits", "naive", outcome.spec.seed) / "accuracy_matrix.csv"
+        assert (outcome.path / "accuracy_matrix.csv").read_bytes() == want.read_bytes()
+    again = sweep.compare(grid["scenario"], ["naive"], grid["seeds"], out, sets=sets, executor=executor,
+                          write_report=False)
+    assert all(o.reused for o in again.outcomes)  # nothing submitted the second time
+
+
+def test_ray_gpu_request_on_a_cluster_without_gpus_is_refused(tmp_path, ray_head):
+    address, _ = ray_head
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["compare", "--scenario", "split-digits", "--strategies", "naive", "--seeds", "0",
+                                      "--out", str(out), "--executor", "ray", "--address", address,
+                                      "--ray-num-gpus", "1"])
+    assert result.exit_code == 2, result.output
+    assert "has no GPU" in result.output and "Nothing was submitted" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not default_jobs_folder(out).exists()
+
+
+def test_an_unreachable_ray_address_is_refused_within_seconds(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "results"
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["compare", "--scenario", "split-digits", "--strategies", "naive", "--seeds", "0",
+                                      "--out", str(out), "--executor", "ray", "--address", f"127.0.0.1:{port}"])
+    assert time.perf_counter() - t0 < 5
+    assert result.exit_code == 2, result.output
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not default_jobs_folder(out).exists()
