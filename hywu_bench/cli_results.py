@@ -20,20 +20,21 @@ from hywu_bench.errors import UserError
 log = logging.getLogger(__name__)
 
 # Where the runs execute (hywu_bench.executors); the same options on compare and paper.
-Executor = Annotated[str, typer.Option(help="local, submitit-local, slurm or ray.")]
-JobsFolder = Annotated[Optional[Path], typer.Option(help="submitit's job folder and the logs of failed runs (never inside --out). [default: OUT/../.hywu-bench-jobs/OUT-NAME]")]
-SlurmPartition = Annotated[Optional[str], typer.Option(help="slurm: sbatch --partition.")]
-SlurmTime = Annotated[Optional[str], typer.Option(help="slurm, submitit-local: time limit of one run (90, 4:00:00, 1-00:00:00); a run past it is requeued and resumes. [default: 4:00:00]")]
-GpusPerTask = Annotated[Optional[int], typer.Option(help="slurm, submitit-local: GPUs per run.")]
-CpusPerTask = Annotated[Optional[int], typer.Option(help="slurm, submitit-local: CPUs per run (also its torch threads).")]
-SlurmMem = Annotated[Optional[str], typer.Option(help="slurm: sbatch --mem, e.g. 32G.")]
-ArrayParallelism = Annotated[Optional[int], typer.Option(help="slurm: runs of the job array at once.")]
-SbatchLine = Annotated[Optional[list[str]], typer.Option(help="slurm: an extra sbatch option, e.g. --account=mylab (repeatable).")]
-Address = Annotated[Optional[str], typer.Option(help="ray: HOST:PORT of the cluster's head.")]
-RayNumGpus = Annotated[Optional[float], typer.Option(help="ray: GPUs per run.")]
-RayNumCpus = Annotated[Optional[float], typer.Option(help="ray: CPUs per run (also its torch threads). [default: 1]")]
-RayRetries = Annotated[Optional[int], typer.Option(help="ray: retries of a run whose worker died. [default: 3]")]
-SharedPath = Annotated[Optional[bool], typer.Option("--shared-path/--no-shared-path", help="ray: --out is the same path on every node, tasks write there; otherwise tasks return their files and this process writes them. [default: no]")]
+PANEL = "Where runs execute (--executor)"
+Executor = Annotated[str, typer.Option(rich_help_panel=PANEL, help="local, submitit-local, slurm or ray.")]
+JobsFolder = Annotated[Optional[Path], typer.Option(rich_help_panel=PANEL, help="submitit's job folder and the logs of failed runs (never inside --out). [default: OUT/../.hywu-bench-jobs/OUT-NAME]")]
+SlurmPartition = Annotated[Optional[str], typer.Option(rich_help_panel=PANEL, help="slurm: sbatch --partition.")]
+SlurmTime = Annotated[Optional[str], typer.Option(rich_help_panel=PANEL, help="slurm, submitit-local: time limit of one run (90, 4:00:00, 1-00:00:00); a run past it is requeued and resumes. [default: 4:00:00]")]
+GpusPerTask = Annotated[Optional[int], typer.Option(rich_help_panel=PANEL, help="slurm, submitit-local: GPUs per run.")]
+CpusPerTask = Annotated[Optional[int], typer.Option(rich_help_panel=PANEL, help="slurm, submitit-local: CPUs per run (also its torch threads).")]
+SlurmMem = Annotated[Optional[str], typer.Option(rich_help_panel=PANEL, help="slurm: sbatch --mem, e.g. 32G.")]
+ArrayParallelism = Annotated[Optional[int], typer.Option(rich_help_panel=PANEL, help="slurm: runs of the job array at once.")]
+SbatchLine = Annotated[Optional[list[str]], typer.Option(rich_help_panel=PANEL, help="slurm: an extra sbatch option, e.g. --account=mylab (repeatable).")]
+Address = Annotated[Optional[str], typer.Option(rich_help_panel=PANEL, help="ray: HOST:PORT of the cluster's head.")]
+RayNumGpus = Annotated[Optional[float], typer.Option(rich_help_panel=PANEL, help="ray: GPUs per run.")]
+RayNumCpus = Annotated[Optional[float], typer.Option(rich_help_panel=PANEL, help="ray: CPUs per run (also its torch threads). [default: 1]")]
+RayRetries = Annotated[Optional[int], typer.Option(rich_help_panel=PANEL, help="ray: retries of a run whose worker died. [default: 3]")]
+SharedPath = Annotated[Optional[bool], typer.Option("--shared-path/--no-shared-path", rich_help_panel=PANEL, help="ray: --out is the same path on every node, tasks write there; otherwise tasks return their files and this process writes them. [default: no]")]
 
 
 def executor_options(kind: str, workers: Optional[int], jobs_folder: Optional[Path], partition: Optional[str],
@@ -43,9 +44,11 @@ def executor_options(kind: str, workers: Optional[int], jobs_folder: Optional[Pa
                      ray_retries: Optional[int], shared_path: Optional[bool]) -> Any:
     from hywu_bench.executors import ExecutorOptions
 
-    return ExecutorOptions(kind, workers, jobs_folder, time, partition, gpus_per_task, cpus_per_task, mem,
-                           array_parallelism, tuple(sbatch_line or ()), address, ray_num_gpus, ray_num_cpus,
-                           ray_retries, shared_path)
+    return ExecutorOptions(kind=kind, workers=workers, jobs_folder=jobs_folder, time=time, partition=partition,
+                           gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem=mem,
+                           array_parallelism=array_parallelism, sbatch_lines=tuple(sbatch_line or ()),
+                           address=address, ray_num_gpus=ray_num_gpus, ray_num_cpus=ray_num_cpus,
+                           ray_retries=ray_retries, shared_path=shared_path)
 
 
 def _csv(text: str, what: str) -> list[str]:

@@ -97,3 +97,42 @@ def test_an_unreachable_ray_address_is_refused_within_seconds(tmp_path):
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists() and not default_jobs_folder(out).exists()
+
+
+@pytest.mark.slow
+def test_a_ray_task_whose_worker_dies_is_retried_and_completes(tmp_path, ray_head, executor_grid):
+    """SIGKILL the worker process in the middle of a run: Ray retries the task, the retry takes the dead
+    attempt's lock over and starts the run over, and its matrix is the local one."""
+    import json
+    import os
+    import signal
+    import threading
+
+    address, _ = ray_head
+    reference, _, grid, sets = executor_grid
+    out = tmp_path / "results"
+    path = results.run_dir(out, "split-digits", "naive", 0)
+    killed = []
+
+    def kill_mid_run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if results.read_events(path / "events.jsonl") and not results.is_complete(path):
+                try:
+                    pid = json.loads((path / ".lock").read_text())["pid"]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except (OSError, ValueError, KeyError):
+                    pass
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=kill_mid_run, daemon=True)
+    watcher.start()
+    executor = make_executor(ExecutorOptions("ray", address=address, shared_path=True, ray_retries=2))
+    result = sweep.compare(grid["scenario"], ["naive"], [0], out, sets=sets, executor=executor, write_report=False)
+    watcher.join(1)
+    assert killed, "the run finished before its worker could be killed"
+    (outcome,) = result.outcomes
+    assert outcome.ok, outcome.error
+    want = results.run_dir(reference, "split-digits", "naive", 0) / "accuracy_matrix.csv"
+    assert (path / "accuracy_matrix.csv").read_bytes() == want.read_bytes()

@@ -67,16 +67,14 @@ def loopback_head(num_cpus: int = 2, object_store_mb: int = 100, scratch: str | 
                   log: str | Path | None = None) -> Iterator[str]:
     """Start a head with `num_cpus` CPUs and no GPU; yields its address 127.0.0.1:PORT. `scratch` becomes
     the workers' TMPDIR (where tasks without a shared path run); `log` receives the head's output."""
-    ray = shutil.which("ray")
-    if ray is None:
-        raise RuntimeError('the `ray` command is not on PATH: pip install "hywu-bench[ray]"')
     temp = tempfile.mkdtemp(prefix="r", dir="/tmp")
     port = _free_port()
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # stop at once when told to
     if scratch is not None:
         env["TMPDIR"] = str(scratch)
-    command = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+    # `ray start` of this very Python (its `ray` script may not be on PATH)
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                f"--num-cpus={num_cpus}", "--num-gpus=0", f"--object-store-memory={object_store_mb * 10**6}",
                f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"]
     output = open(log or os.devnull, "w")

@@ -34,13 +34,13 @@ POLL_SECONDS = {"local": 0.5, "slurm": 15.0}  # submitit rate-limits its own sac
 class RunJob(submitit.helpers.Checkpointable if submitit else object):  # type: ignore[misc]
     """One run as a submitit job: idempotent, and resumable after a requeue."""
 
-    def __init__(self, out: str, overwrite: bool, plugins: Sequence[str], threads: int):
+    def __init__(self, out: str, overwrite: bool, plugins: Sequence[str], threads: int | None):
         self.out, self.overwrite, self.plugins, self.threads = out, overwrite, list(plugins), threads
 
     def __call__(self, spec: RunSpec, resume: bool = False) -> Outcome:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("hywu_bench").setLevel(logging.INFO)  # "resuming ... after experience k" in the job log
-        prepare_worker(self.threads, self.plugins)
+        prepare_worker(threads_per_run(self.threads), self.plugins)  # on the node: SLURM_CPUS_PER_TASK
         job_id = f"submitit:{submitit.JobEnvironment().job_id}"  # the same after a requeue
         outcome = run_one(spec, self.out, self.overwrite and not resume, resume=resume, job_id=job_id)
         if not outcome.ok:
@@ -115,7 +115,7 @@ class SubmititExecutor:
         if self.cluster == "local" and options.gpus_per_task:
             _check_local_gpus(options.gpus_per_task)
         self.options, self.plugins = options, list(plugins)
-        self.threads = threads_per_run(options.cpus_per_task)
+        self.threads = options.cpus_per_task
 
     def _executor(self, out: Path, name: str) -> Any:
         jobs = (self.options.jobs_folder or default_jobs_folder(out)) / "submitit" / "%j"
