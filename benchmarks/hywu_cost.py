@@ -15,6 +15,8 @@ default options (or the ones given with --set):
 Timings are medians over interleaved repeats (so both sides of a ratio see the same machine load), on
 one intra-op thread by default: at these sizes thread hand-offs dominate on a shared machine and make
 ratios unrepeatable (`--threads 0` keeps torch's default).
+`infer_ratio_of_bare_operations` times the same inference on the MLP written as bare torch calls (no
+modules, hooks or checks): the part of `infer_ratio` that is arithmetic, the rest being per-call cost.
 The last three lines are the MLP's figures: `train_ratio X`, `infer_ratio Y`, `operator_speedup Z`.
 
     python benchmarks/hywu_cost.py [--repeats 30] [--threads 1] [--set generator=mlp ...]
@@ -103,6 +105,54 @@ def step_costs(backbone: str, overrides: dict, repeats: int) -> tuple[float, flo
     return train["hywu"] / train["naive"], infer["hywu"] / infer["naive"]
 
 
+def mlp_floor(repeats: int, overrides: dict) -> float | None:
+    """HY-WU's inference on the MLP as bare torch calls, over the base's: what its operations cost with
+    no module calls, hooks or checks around them (bank generator, condition read at fc1, sites among
+    fc1, fc2 and head). The rest of `infer_ratio` is per-call overhead. None for other configurations."""
+    naive, strategy = build_strategy("mlp", overrides)
+    model = strategy.model
+    gen, opts = model.generator, strategy.options
+    if (opts.generator != "bank" or model.condition.spec != "features" or model.condition.reader.layer != "fc1"
+            or not set(model.sites) <= {"fc1", "fc2", "head"}):
+        return None
+    x = torch.rand(BATCH, 1, 28, 28)
+    A, B = gen.lora_A._parameters, gen.lora_B._parameters
+    k, r = gen.bank_size, gen.rank
+    index = {name: i for i, name in enumerate(model.sites)}
+    scaling = next(iter(model.sites.values())).scaling
+
+    def layer(name: str, h: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        base = getattr(naive, name)
+        y = F.linear(h, base.weight, base.bias)
+        if name not in index:
+            return y
+        u = F.linear(h, A[name]).view(BATCH, k, r).mul_(mix[:, index[name], :, None]).view(BATCH, k * r)
+        return y.addmm_(u, B[name].t(), alpha=scaling)
+
+    @torch.no_grad()
+    def floor() -> None:
+        h = x.flatten(1)
+        y1 = F.linear(h, naive.fc1.weight, naive.fc1.bias)
+        mix = gen.mixing(F.layer_norm(y1, y1.shape[-1:], eps=1e-5))
+        if "fc1" in index:
+            u = F.linear(h, A["fc1"]).view(BATCH, k, r).mul_(mix[:, index["fc1"], :, None]).view(BATCH, k * r)
+            y1 = y1.addmm(u, B["fc1"].t(), alpha=scaling)
+        return layer("head", F.relu(layer("fc2", F.relu(y1), mix)), mix)
+
+    @torch.no_grad()
+    def base() -> None:
+        naive(x)
+
+    with torch.no_grad():  # the bare calls compute exactly what the model does (trained bank, nonzero B)
+        for p in gen.lora_B.parameters():
+            p.normal_(0, 0.05)
+        model.eval()
+        if not torch.allclose(floor(), model(x), atol=1e-4):
+            raise AssertionError("the bare-operation version of HY-WU's inference differs from the model")
+    times = timed({"base": base, "floor": floor}, repeats)
+    return times["floor"] / times["base"]
+
+
 def operator_speedups(repeats: int) -> tuple[float, float]:
     """The batched operator against (a) each instance through a Linear with its own merged weight
     W + scaling B_i A_i (what per-instance weights cost without the factored, batched form), and (b) each
@@ -148,6 +198,9 @@ def main() -> None:
     cnn_train, cnn_infer = step_costs("cnn", overrides, args.repeats)
     print(f"cnn train_ratio {cnn_train:.2f}")
     print(f"cnn infer_ratio {cnn_infer:.2f}")
+    floor = mlp_floor(args.repeats, overrides)
+    if floor is not None:
+        print(f"infer_ratio_of_bare_operations {floor:.2f}")
     mlp_train, mlp_infer = step_costs("mlp", overrides, args.repeats)
     merged, factored = operator_speedups(args.repeats)
     print(f"operator_speedup_vs_factored_loop {factored:.1f}")
