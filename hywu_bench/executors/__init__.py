@@ -48,7 +48,7 @@ class ExecutorOptions:
 
     kind: str = "local"  # one of EXECUTORS
     workers: int | None = None  # local: runs in parallel, each in its own process [1]
-    jobs_folder: Path | None = None  # submitit's job folder and failure logs [<out's parent>/.hywu-bench-jobs/<out's name>]
+    jobs_folder: Path | None = None  # submitit's folder and failure logs [<out's parent>/.hywu-bench-jobs/<out's name>]
     # SLURM through submitit; submitit-local takes time, gpus_per_task and cpus_per_task and ignores the rest
     time: str | None = None  # time limit of one run: minutes, H:MM:SS or D-HH:MM:SS [4:00:00]
     partition: str | None = None  # sbatch --partition [the cluster's default]

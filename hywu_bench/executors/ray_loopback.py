@@ -74,9 +74,10 @@ def loopback_head(num_cpus: int = 2, object_store_mb: int = 100, scratch: str | 
     if scratch is not None:
         env["TMPDIR"] = str(scratch)
     # `ray start` of this very Python (its `ray` script may not be on PATH)
-    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-               f"--num-cpus={num_cpus}", "--num-gpus=0", f"--object-store-memory={object_store_mb * 10**6}",
-               f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"]
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+               "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={num_cpus}", "--num-gpus=0",
+               f"--object-store-memory={object_store_mb * 10**6}", f"--temp-dir={temp}",
+               "--include-dashboard=false", "--disable-usage-stats"]
     output = open(log or os.devnull, "w")
     head = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     try:

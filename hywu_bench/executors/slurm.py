@@ -110,8 +110,9 @@ class SubmititExecutor:
         self.cluster = "local" if options.kind == "submitit-local" else "slurm"
         missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None] if self.cluster == "slurm" else []
         if missing:
-            raise UserError(f"--executor slurm: '{missing[0]}' is not on PATH; run this on a SLURM login node (or "
-                            f"use --executor submitit-local to try the same path on this machine). Nothing was submitted.")
+            raise UserError(f"--executor slurm: '{missing[0]}' is not on PATH; run this on a SLURM login node "
+                            f"(or use --executor submitit-local to try the same path on this machine). "
+                            f"Nothing was submitted.")
         if self.cluster == "local" and options.gpus_per_task:
             _check_local_gpus(options.gpus_per_task)
         self.options, self.plugins = options, list(plugins)
