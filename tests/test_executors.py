@@ -171,6 +171,8 @@ def test_slurm_without_sbatch_is_one_line_and_submits_nothing(tmp_path, monkeypa
     (["--executor", "submitit-local", "--slurm-time", "4h"], "--slurm-time '4h' is not a time"),
     (["--executor", "submitit-local", "--cpus-per-task", "0"], "--cpus-per-task must be >= 1"),
     (["--executor", "slurm", "--sbatch-line", "-A lab"], "give the long form"),
+    pytest.param(["--executor", "submitit-local", "--gpus-per-task", "1"], "this machine has 0 CUDA device(s)",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here")),
 ])
 def test_bad_executor_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "results"
