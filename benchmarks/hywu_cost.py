@@ -121,22 +121,23 @@ def mlp_floor(repeats: int, overrides: dict) -> float | None:
     index = {name: i for i, name in enumerate(model.sites)}
     scaling = next(iter(model.sites.values())).scaling
 
-    def layer(name: str, h: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-        base = getattr(naive, name)
-        y = F.linear(h, base.weight, base.bias)
+    def adapted(name: str, h: torch.Tensor, y: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        """y plus site `name`'s gated low-rank update of its input h (y itself when not a site)."""
         if name not in index:
             return y
         u = F.linear(h, A[name]).view(BATCH, k, r).mul_(mix[:, index[name], :, None]).view(BATCH, k * r)
-        return y.addmm_(u, B[name].t(), alpha=scaling)
+        return y.addmm(u, B[name].t(), alpha=scaling)
+
+    def layer(name: str, h: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        base = getattr(naive, name)
+        return adapted(name, h, F.linear(h, base.weight, base.bias), mix)
 
     @torch.no_grad()
-    def floor() -> None:
+    def floor() -> torch.Tensor:
         h = x.flatten(1)
-        y1 = F.linear(h, naive.fc1.weight, naive.fc1.bias)
+        y1 = F.linear(h, naive.fc1.weight, naive.fc1.bias)  # also the condition: fc1's base output
         mix = gen.mixing(F.layer_norm(y1, y1.shape[-1:], eps=1e-5))
-        if "fc1" in index:
-            u = F.linear(h, A["fc1"]).view(BATCH, k, r).mul_(mix[:, index["fc1"], :, None]).view(BATCH, k * r)
-            y1 = y1.addmm(u, B["fc1"].t(), alpha=scaling)
+        y1 = adapted("fc1", h, y1, mix)
         return layer("head", F.relu(layer("fc2", F.relu(y1), mix)), mix)
 
     @torch.no_grad()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hywu_bench.config import parse_value, resolve_spec
 from hywu_bench.registry import load_builtins
+from hywu_bench.results import load_run
 from hywu_bench.sweep import ProcessExecutor, SilentListener, run_one
 
 
@@ -67,8 +68,6 @@ def main() -> None:
         if not outcome.ok:
             print(f"FAILED {outcome.spec.run_name} {outcome.spec.scenario} seed {outcome.spec.seed}: {outcome.error}")
             continue
-        from hywu_bench.results import load_run
-
         metrics = load_run(outcome.path).metrics
         by_key.setdefault((outcome.spec.run_name, outcome.spec.scenario), []).append(metrics)
     print(f"validation fraction {args.fraction}, seeds {args.seeds}, {len(specs)} runs in "

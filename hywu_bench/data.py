@@ -147,7 +147,7 @@ def holdout(scenario: Scenario, fraction: float, seed: int) -> Scenario:
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed * 1_000_003 + k))
         parts = []
         for index in (order[n_held:], order[:n_held]):
-            parts.append(ExperienceTensors(x[index], y[index], int(t[0]) if len(t) else 0,
+            parts.append(ExperienceTensors(x[index], y[index], int(t[0]),
                                            None if condition is None else condition[index]))
         train.append(parts[0]), held.append(parts[1])
         infos.append(replace(info, n_train=len(y) - n_held, n_test=n_held))

@@ -52,6 +52,20 @@ def executor_grid(tmp_path_factory):
 
 
 @pytest.fixture
+def grid_args():
+    """The `hywu-bench compare` arguments of an executor test's grid (add --executor and its options)."""
+
+    def args(grid: dict, sets: list[str], out) -> list[str]:
+        out_args = ["compare", "--scenario", grid["scenario"], "--strategies", ",".join(grid["strategies"]),
+                    "--seeds", ",".join(map(str, grid["seeds"])), "--out", str(out), "-q"]
+        for pair in sets:
+            out_args += ["--set", pair]
+        return out_args
+
+    return args
+
+
+@pytest.fixture
 def assert_same_tables():
     """Every CSV table of a report folder equals the reference's, cost columns aside; probe cosines to 1e-6."""
     import pandas as pd

@@ -30,14 +30,6 @@ def cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-def grid_args(grid: dict, sets: list[str], out: Path) -> list[str]:
-    args = ["compare", "--scenario", grid["scenario"], "--strategies", ",".join(grid["strategies"]),
-            "--seeds", ",".join(map(str, grid["seeds"])), "--out", str(out), "-q"]
-    for pair in sets:
-        args += ["--set", pair]
-    return args
-
-
 def snapshot(folder: Path) -> dict:
     return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -71,7 +63,8 @@ def when_experiences_done(path: Path, n: int, action, timeout: float = 120.0) ->
     return thread
 
 
-def test_submitit_local_matches_local_and_a_killed_job_is_redone_alone(tmp_path, executor_grid, assert_same_tables):
+def test_submitit_local_matches_local_and_a_killed_job_is_redone_alone(tmp_path, executor_grid, assert_same_tables,
+                                                                       grid_args):
     reference, tables, grid, sets = executor_grid
     out = tmp_path / "results"
     victim = results.run_dir(out, "split-digits", "lwf", 1)

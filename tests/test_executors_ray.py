@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -29,16 +28,8 @@ def ray_head(tmp_path_factory):
         yield address, scratch
 
 
-def grid_args(grid: dict, sets: list[str], out: Path) -> list[str]:
-    args = ["compare", "--scenario", grid["scenario"], "--strategies", ",".join(grid["strategies"]),
-            "--seeds", ",".join(map(str, grid["seeds"])), "--out", str(out), "-q"]
-    for pair in sets:
-        args += ["--set", pair]
-    return args
-
-
 def test_ray_grid_matches_local_with_files_returned_to_the_driver(tmp_path, ray_head, executor_grid,
-                                                                   assert_same_tables):
+                                                                   assert_same_tables, grid_args):
     address, scratch = ray_head
     reference, tables, grid, sets = executor_grid
     out = tmp_path / "results"

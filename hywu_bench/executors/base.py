@@ -87,7 +87,7 @@ def stored_outcome(spec: RunSpec, out: str | Path) -> Outcome | None:
         stored = json.loads((path / "config.json").read_text()).get("requested_spec")
     except (OSError, ValueError):
         return None
-    if stored != json.loads(json.dumps(spec.to_dict())):
+    if not spec.same_request(stored):
         return None  # the runner explains the clash (a different configuration under the same name)
     return Outcome(spec, True, path, reused=True)
 

@@ -61,7 +61,7 @@ def _started(spec: RunSpec, out: Path) -> bool:
         stored = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    return stored.get("requested_spec") == json.loads(json.dumps(spec.to_dict()))
+    return spec.same_request(stored.get("requested_spec"))
 
 
 def sbatch_options(lines: Sequence[str]) -> dict[str, Any]:
