@@ -8,7 +8,7 @@ scenario, with reference strategies (e.g. joint, replay) run on the same validat
         --candidate router16:hidden=0,bank_size=16 \\
         --scenarios split-fmnist,permuted-fmnist,preference-fmnist --seeds 0,1,2 --reference joint,replay
 
-A candidate is NAME:KEY=VALUE,KEY=VALUE (HY-WU options, as with --set; `sites=fc1+fc2` for tuples);
+A candidate is NAME:KEY=VALUE,KEY=VALUE (HY-WU options, as with --set; `sites=fc1+fc2` for tuples, `fc1+` for one);
 runs are stored under --out (results/validation by default) as `<scenario>-validation/hywu-NAME/seedS`,
 so re-running reuses finished runs and only adds what is new.
 """
@@ -31,8 +31,8 @@ def parse_candidate(text: str) -> tuple[str, list[str]]:
     sets = []
     for pair in filter(None, options.split(",")):
         key, _, value = pair.partition("=")
-        if "+" in value:  # a tuple of layer names
-            value = "[" + ",".join(f'"{v}"' for v in value.split("+")) + "]"
+        if "+" in value:  # a tuple of layer names: fc1+fc2, or fc1+ for one
+            value = "[" + ",".join(f'"{v}"' for v in value.split("+") if v) + "]"
         parse_value(value)
         sets.append(f"strategy.{key}={value}")
     return name, sets
