@@ -161,3 +161,18 @@ def test_permuted_fmnist_is_subsampled_for_a_cpu():
     s = build("permuted-fmnist", n_experiences=2)
     assert s.info.input_shape == (1, 28, 28) and s.info.recommended["backbone"] == "mlp"
     assert [(e.n_train, e.n_test, e.dataset) for e in s.info.experiences] == [(2000, 1000, "fashion-mnist")] * 2
+
+
+def test_rotation_and_drift_streams_recommend_hywus_tuned_generator_and_the_user_wins():
+    from hywu_bench.runner import resolve_hyperparameters
+
+    load_builtins()
+    for name in ("rotated-digits", "drift-digits"):
+        info = SCENARIOS.build(name, RunSpec(scenario=name)).info
+        tuned = resolve_hyperparameters(RunSpec(scenario=name, strategy="hywu"), info)
+        assert tuned.strategy_options == {"generator": "mlp", "beta": 10.0}
+        mine = RunSpec(scenario=name, strategy="hywu", strategy_options={"generator": "bank"})
+        assert resolve_hyperparameters(mine, info).strategy_options == {"generator": "bank", "beta": 10.0}
+        assert resolve_hyperparameters(RunSpec(scenario=name, strategy="replay"), info).strategy_options == {}
+    permuted = SCENARIOS.build("permuted-digits", RunSpec(scenario="permuted-digits")).info
+    assert resolve_hyperparameters(RunSpec(scenario="permuted-digits", strategy="hywu"), permuted).strategy_options == {}
