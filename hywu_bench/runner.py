@@ -216,7 +216,52 @@ def _reuse(spec: RunSpec, path: Path) -> RunRecord:
             or stored.config.get("input_fingerprint") != spec.input_fingerprint()):
         raise UserError(f"a complete run with a different configuration exists at '{path}'; pass --overwrite "
                         f"to replace it, or --name NAME to store this one beside it.")
+    changed = stale_settings(spec, stored.config)
+    if changed:
+        raise UserError(f"the complete run at '{path}' was made with other settings than this version of "
+                        f"hywu-bench uses for the same request ({changed}); pass --overwrite to run it again, "
+                        f"or use another --out to keep both.")
     return RunRecord(spec, path, stored.before, stored.R, stored.metrics, reused=True)
+
+
+def stale_settings(spec: RunSpec, config: dict[str, Any]) -> str | None:
+    """What differs between the settings a stored run used (its resolved spec and full strategy options in
+    `config`) and those this version resolves for the same request, or None. A release that changes a
+    scenario's recommendations or a strategy's defaults changes runs that asked for nothing explicitly;
+    their stored results must not pass for new ones. Settings added after the run was stored count as
+    their defaults (as in `RunSpec.same_request`). None too when the scenario cannot be built here (e.g.
+    its data is gone): the stored run is then taken as it is, with a warning."""
+    try:
+        info = _scenario_info(spec)
+    except UserError as err:
+        log.warning("cannot check '%s' against this version's settings: %s", spec.scenario, err)
+        return None
+    resolved = resolve_hyperparameters(spec, info)
+    options = vars(STRATEGIES.options(spec.strategy, resolved.strategy_options))
+    now = _plain({"spec": resolved.to_dict(), "options": options})
+    then = _plain({"spec": {**now["spec"], **config.get("spec", {})},
+                   "options": {**now["options"], **config.get("strategy", {}).get("options", {})}})
+    changed = [f"{key} {then[part][key]!r} -> {now[part][key]!r}" for part in ("spec", "options")
+               for key in now[part] if then[part][key] != now[part][key] and key != "strategy_options"]
+    return ", ".join(changed) if changed else None
+
+
+_INFO_CACHE: dict[str, ScenarioInfo] = {}
+
+
+def _scenario_info(spec: RunSpec) -> ScenarioInfo:
+    """The scenario's description for `spec` (its data built once per process and dropped)."""
+    key = json.dumps([spec.scenario, spec.seed, spec.scenario_options, spec.data_root, spec.download],
+                     sort_keys=True, default=str)
+    if key not in _INFO_CACHE:
+        load_builtins()
+        _INFO_CACHE[key] = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options).info
+    return _INFO_CACHE[key]
+
+
+def _plain(value: Any) -> Any:
+    """As JSON stores it (tuples become lists), to compare stored settings with live ones."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
@@ -273,6 +318,10 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
                 or stored.get("input_fingerprint") != spec.input_fingerprint()):
             raise UserError(f"cannot resume '{path}': it was started with a different configuration; "
                             f"pass --overwrite to start it over.")
+        changed = stale_settings(spec, stored)
+        if changed:
+            raise UserError(f"cannot resume '{path}': it was started with other settings than this version of "
+                            f"hywu-bench uses ({changed}); pass --overwrite to start it over.")
         progress = checkpoint.restore(checkpoint.load(path), strategy)
         log.info("resuming %s after experience %d", path, progress["done"])
     else:

@@ -115,6 +115,28 @@ def test_results_from_an_incompatible_version_are_refused(tmp_path):
     assert files(tmp_path) == before
 
 
+def test_a_stored_run_made_with_other_default_settings_is_not_reused(tmp_path):
+    """A release that changes a scenario's recommended setting or a strategy's default must not pass
+    older runs off as new ones. The stored config is edited as an older version would have written it."""
+    from hywu_bench.executors.base import stored_outcome
+
+    spec = spec_for("replay")
+    first = run(spec, tmp_path)
+    config_path = first.path / "config.json"
+    config = json.loads(config_path.read_text())
+    config["spec"]["lr"] = 0.5
+    config["strategy"]["options"]["mem_size"] = 7
+    config_path.write_text(json.dumps(config))
+    before = files(tmp_path)
+    with pytest.raises(UserError, match=r"other settings .*\(lr 0\.5 -> 0\.05, mem_size 7 -> 200\); pass --overwrite"):
+        run(spec, tmp_path)
+    assert stored_outcome(spec, tmp_path) is None  # compare sends it to the runner, which says the same
+    assert files(tmp_path) == before
+    again = run(spec, tmp_path, overwrite=True)
+    assert not again.reused and json.loads(config_path.read_text())["spec"]["lr"] == 0.05
+    assert run(spec, tmp_path).reused and stored_outcome(spec, tmp_path) is not None
+
+
 def test_stored_results_are_json_and_csv_only(tmp_path):
     rec = run(spec_for("replay"), tmp_path)
     names = {p.name for p in rec.path.iterdir()}

@@ -79,16 +79,22 @@ _PREPARED: dict[str, object] = {}
 
 
 def stored_outcome(spec: RunSpec, out: str | Path) -> Outcome | None:
-    """A reused Outcome if a complete run with exactly this requested spec is on disk, else None."""
+    """A reused Outcome if a complete run with exactly this requested spec, made with the settings this
+    version resolves for it (`runner.stale_settings`), is on disk, else None."""
     path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
     if not results.is_complete(path):
         return None
     try:
-        stored = json.loads((path / "config.json").read_text()).get("requested_spec")
+        config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    stored = config.get("requested_spec")
     if not spec.same_request(stored):
         return None  # the runner explains the clash (a different configuration under the same name)
+    from hywu_bench.runner import stale_settings
+
+    if stale_settings(spec, config):
+        return None  # made with settings this version no longer uses: the runner explains, or reruns it
     return Outcome(spec, True, path, reused=True)
 
 
