@@ -170,9 +170,10 @@ def test_rotation_and_drift_streams_recommend_hywus_tuned_generator_and_the_user
     for name in ("rotated-digits", "drift-digits"):
         info = SCENARIOS.build(name, RunSpec(scenario=name)).info
         tuned = resolve_hyperparameters(RunSpec(scenario=name, strategy="hywu"), info)
-        assert tuned.strategy_options == {"generator": "mlp", "beta": 10.0}
-        mine = RunSpec(scenario=name, strategy="hywu", strategy_options={"generator": "bank"})
-        assert resolve_hyperparameters(mine, info).strategy_options == {"generator": "bank", "beta": 10.0}
+        assert tuned.strategy_options == {"generator": "mlp", "beta": 20.0, "anchors_per_step": 128}
+        mine = RunSpec(scenario=name, strategy="hywu", strategy_options={"generator": "bank", "beta": 3.0})
+        assert resolve_hyperparameters(mine, info).strategy_options == {"generator": "bank", "beta": 3.0,
+                                                                         "anchors_per_step": 128}
         assert resolve_hyperparameters(RunSpec(scenario=name, strategy="replay"), info).strategy_options == {}
     permuted = SCENARIOS.build("permuted-digits", RunSpec(scenario="permuted-digits")).info
     assert resolve_hyperparameters(RunSpec(scenario="permuted-digits", strategy="hywu"), permuted).strategy_options == {}
