@@ -175,5 +175,5 @@ def test_rotation_and_drift_streams_recommend_hywus_tuned_generator_and_the_user
         assert resolve_hyperparameters(mine, info).strategy_options == {"generator": "bank", "beta": 3.0,
                                                                          "anchors_per_step": 128}
         assert resolve_hyperparameters(RunSpec(scenario=name, strategy="replay"), info).strategy_options == {}
-    permuted = SCENARIOS.build("permuted-digits", RunSpec(scenario="permuted-digits")).info
-    assert resolve_hyperparameters(RunSpec(scenario="permuted-digits", strategy="hywu"), permuted).strategy_options == {}
+    permuted = RunSpec(scenario="permuted-digits", strategy="hywu")
+    assert resolve_hyperparameters(permuted, SCENARIOS.build("permuted-digits", permuted).info).strategy_options == {}
