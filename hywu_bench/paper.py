@@ -69,10 +69,8 @@ def render(out: str | Path, scenarios: list[str] | None = None, write_index: boo
     from hywu_bench import plots  # matplotlib only when something is drawn
 
     out = Path(out)
-    loaded = report.load(out)
+    loaded = report.load(out, scenarios)
     present = list(dict.fromkeys(loaded.frame["scenario"]))
-    if scenarios is not None:
-        loaded.skipped = [(p, w) for p, w in loaded.skipped if p.parent.parent.name in scenarios]
     rendered = Rendered(out, {}, loaded.skipped)
     sections = []
     for scenario in [s for s in (scenarios or present) if s in present]:  # the caller's order

@@ -17,7 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,9 +106,13 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def load(out: str | Path, scenario: str | None = None) -> Loaded:
-    """Load every complete, readable run below `out` (optionally one scenario); skip the rest with a warning."""
+def load(out: str | Path, scenarios: Sequence[str] | None = None) -> Loaded:
+    """Load every complete, readable run below `out` (or only those of `scenarios`, by folder); skip the rest
+    with a warning."""
     complete, incomplete = results.find_runs(out)
+    if scenarios is not None:  # <out>/<scenario>/<run name>/seed<k>
+        complete = [p for p in complete if p.parent.parent.name in scenarios]
+        incomplete = [p for p in incomplete if p.parent.parent.name in scenarios]
     skipped = [(p, "unfinished (no COMPLETE marker)") for p in incomplete]
     rows, probes, projections = [], [], []
     for path in complete:
@@ -119,16 +123,12 @@ def load(out: str | Path, scenario: str | None = None) -> Loaded:
         except Exception as err:  # a broken folder must not hide the others
             skipped.append((path, f"unreadable ({type(err).__name__}: {err})"))
             continue
-        if scenario is not None and run_rows[0]["scenario"] != scenario:
-            continue
         rows.extend(run_rows)
         key = {k: run_rows[0][k] for k in KEYS}
         try:
             _probe_rows(path / INTERFERENCE_FILE, key, probes, projections)
         except Exception as err:
             log.warning("ignoring %s: %s: %s", path / INTERFERENCE_FILE, type(err).__name__, err)
-    if scenario is not None:
-        skipped = [(p, why) for p, why in skipped if p.parent.parent.name == scenario]
     for path, why in skipped:
         log.warning("skipping run %s: %s", path, why)
     columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS

@@ -157,6 +157,17 @@ def test_broken_and_unfinished_runs_are_skipped_by_name(store: Path, caplog: pyt
     assert "ewc" not in (store / "split-toy" / "_report" / "forgetting.md").read_text()
 
 
+def test_one_scenarios_report_loads_and_warns_about_that_scenario_only(store: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    other = fabricate(store, "naive", 0, RUNS[("naive", 0)], BEFORE, scenario="rotated-toy")
+    (other / results.COMPLETE).unlink()
+    with caplog.at_level(logging.WARNING):
+        loaded = report.load(store, ["split-toy"])
+    assert set(loaded.frame["scenario"]) == {"split-toy"} and loaded.skipped == []
+    assert str(other) not in caplog.text
+    assert report.load(store).skipped == [(other, "unfinished (no COMPLETE marker)")]
+
+
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no complete runs" in result.output
