@@ -91,7 +91,7 @@ def stored_outcome(spec: RunSpec, out: str | Path) -> Outcome | None:
     stored = config.get("requested_spec")
     if not spec.same_request(stored):
         return None  # the runner explains the clash (a different configuration under the same name)
-    from hywu_bench.runner import stale_settings
+    from hywu_bench.runner import stale_settings  # here: the runner imports torch, this module must not
 
     if stale_settings(spec, config):
         return None  # made with settings this version no longer uses: the runner explains, or reruns it
