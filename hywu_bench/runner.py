@@ -225,20 +225,29 @@ def _reuse(spec: RunSpec, path: Path) -> RunRecord:
 
 
 def stale_settings(spec: RunSpec, config: dict[str, Any]) -> str | None:
-    """What differs between the settings a stored run used (its resolved spec and full strategy options in
-    `config`) and those this version resolves for the same request, or None. A release that changes a
-    scenario's recommendations or a strategy's defaults changes runs that asked for nothing explicitly;
-    their stored results must not pass for new ones. Settings added after the run was stored count as
-    their defaults (as in `RunSpec.same_request`). None too when the scenario cannot be built here (e.g.
-    its data is gone): the stored run is then taken as it is, with a warning."""
+    """What differs between the settings a stored run used (`config`) and those this version resolves for
+    the same request, or None. A release that changes a scenario's recommendations or a strategy's
+    defaults changes runs that asked for nothing explicitly; their stored results must not pass for new
+    ones. None too when the scenario cannot be built here (e.g. its data is gone): the stored run is then
+    taken as it is, with a warning."""
     try:
         info = _scenario_info(spec)
     except UserError as err:
         log.warning("cannot check '%s' against this version's settings: %s", spec.scenario, err)
         return None
-    resolved = resolve_hyperparameters(spec, info)
-    options = vars(STRATEGIES.options(spec.strategy, resolved.strategy_options))
-    now = _plain({"spec": resolved.to_dict(), "options": options})
+    return _changed_settings(_used_settings(resolve_hyperparameters(spec, info)), config)
+
+
+def _used_settings(resolved: RunSpec) -> dict[str, Any]:
+    """What a run really uses, as config.json stores it: the resolved spec and every strategy option."""
+    options = vars(STRATEGIES.options(resolved.strategy, resolved.strategy_options))
+    return {"spec": resolved.to_dict(), "options": options}
+
+
+def _changed_settings(now: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """`now` (from `_used_settings`) against a stored config, as 'key old -> new, ...', or None. Settings
+    added after the run was stored count as their defaults (as in `RunSpec.same_request`)."""
+    now = _plain(now)
     then = _plain({"spec": {**now["spec"], **config.get("spec", {})},
                    "options": {**now["options"], **config.get("strategy", {}).get("options", {})}})
     changed = [f"{key} {then[part][key]!r} -> {now[part][key]!r}" for part in ("spec", "options")
@@ -280,11 +289,11 @@ def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
 
 
 def _config(spec: RunSpec, resolved: RunSpec, info: ScenarioInfo, device: torch.device, warm: Path | None) -> dict:
+    used = _used_settings(resolved)
     return {"format_version": results.FORMAT_VERSION, "run_name": spec.run_name,
             "requested_spec": spec.to_dict(), "input_fingerprint": spec.input_fingerprint(),
-            "spec": resolved.to_dict(), "scenario": info.to_dict(),
-            "strategy": {"name": STRATEGIES.get(spec.strategy).name,
-                         "options": vars(STRATEGIES.options(spec.strategy, resolved.strategy_options))},
+            "spec": used["spec"], "scenario": info.to_dict(),
+            "strategy": {"name": STRATEGIES.get(spec.strategy).name, "options": used["options"]},
             "warm_start": str(warm) if warm else None, "device": str(device),
             "versions": library_versions(), "host": platform.node()}
 
@@ -318,7 +327,7 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
                 or stored.get("input_fingerprint") != spec.input_fingerprint()):
             raise UserError(f"cannot resume '{path}': it was started with a different configuration; "
                             f"pass --overwrite to start it over.")
-        changed = stale_settings(spec, stored)
+        changed = _changed_settings(_used_settings(resolved), stored)  # this scenario is built already
         if changed:
             raise UserError(f"cannot resume '{path}': it was started with other settings than this version of "
                             f"hywu-bench uses ({changed}); pass --overwrite to start it over.")
