@@ -98,11 +98,11 @@ def select_device(name: str) -> torch.device:
 
 def resolve_hyperparameters(spec: RunSpec, info: ScenarioInfo) -> RunSpec:
     """Fill what the spec leaves unset from the scenario's recommendations: epochs, batch size, lr, backbone,
-    and a strategy's options tuned for the scenario family (`recommended["strategy_options"][name]`,
-    chosen on held-out training data); options the user set always win."""
+    and the options the strategy recommends for the scenario's family (`Entry.tuned`, chosen on validation
+    splits); options the user set always win, key by key."""
     rec = info.recommended
     backbone = spec.backbone if spec.backbone != "auto" else rec.get("backbone", default_backbone(info.input_shape))
-    tuned = rec.get("strategy_options", {}).get(STRATEGIES.get(spec.strategy).name, {})
+    tuned = STRATEGIES.get(spec.strategy).tuned_for(SCENARIOS.get(spec.scenario).family)
     return replace(spec, epochs=spec.epochs or rec.get("epochs", 1), batch_size=spec.batch_size or rec.get("batch_size", 64),
                    lr=spec.lr or rec.get("lr", 0.01), backbone=backbone,
                    strategy_options={**tuned, **spec.strategy_options})

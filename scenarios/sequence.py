@@ -35,17 +35,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from hywu_bench.config import RunSpec, load_toml
 from hywu_bench.data import ExperienceInfo, ExperienceTensors, Scenario, ScenarioInfo, make_scenario
 from hywu_bench.errors import UserError
-from hywu_bench.registry import SCENARIOS, did_you_mean
+from hywu_bench.registry import did_you_mean
 from scenarios import transforms as T
+from scenarios.catalog import MixedOptions, SequenceOptions
 from scenarios.datasets import ALIASES, LOADERS, TensorData, load_dataset
 from scenarios.drift import subsample
 from scenarios.personalization import with_user
@@ -75,31 +75,6 @@ def recommended_for(shape: tuple[int, int, int]) -> dict[str, Any]:
 # mixed
 
 
-@dataclass(frozen=True)
-class MixedOptions:
-    datasets: tuple[str, ...] = ("digits", "fashion-mnist")  # in stream order
-    experiences_per_dataset: int = 1  # each dataset's classes cut into this many groups
-    size: int = 0  # common image side; 0: the largest of the datasets
-    setting: Literal["class", "task"] = "class"  # task: each experience has its own task label
-    train_per_experience: int = 2000  # 0: all
-    test_per_experience: int = 1000  # 0: all
-
-    def __post_init__(self) -> None:
-        if not self.datasets:
-            raise ValueError("datasets must name at least one dataset")
-        for name in self.datasets:
-            if ALIASES.get(name, name) not in LOADERS:
-                valid = sorted(LOADERS) + sorted(ALIASES)
-                raise ValueError(f"unknown dataset '{name}'.{did_you_mean(name, valid)} Valid: {', '.join(valid)}.")
-        if self.experiences_per_dataset < 1 or self.size < 0:
-            raise ValueError("experiences_per_dataset must be >= 1 and size >= 0")
-        if self.train_per_experience < 0 or self.test_per_experience < 0:
-            raise ValueError("train_per_experience and test_per_experience must be >= 0 (0: all)")
-
-
-@SCENARIOS.register("mixed", settings=("class", "task"), options=MixedOptions,
-                    help="the experiences of several datasets in turn (default digits, then Fashion-MNIST), "
-                         "resized to a common shape, each dataset on its own outputs")
 def build_mixed(spec: RunSpec, options: MixedOptions) -> Scenario:
     data = [load_dataset(name, spec.data_root, spec.download) for name in options.datasets]
     shape = common_shape(data, options.size)
@@ -312,24 +287,12 @@ def load_sequence(path: str | Path, seed: int = 0) -> dict[str, Any]:
             "sha256": hashlib.sha256(f.text.encode()).hexdigest(), "experiences": experiences}
 
 
-@dataclass(frozen=True)
-class SequenceOptions:
-    path: str = ""  # the TOML file declaring the experiences (checked when the options are resolved)
-
-    def __post_init__(self) -> None:
-        if self.path:
-            load_sequence(self.path)  # fail before any data is loaded
-
-
 def _labels(y: torch.Tensor, e: dict[str, Any]) -> torch.Tensor:
     if e["label_map"] is not None:
         y = torch.as_tensor(e["label_map"])[y]
     return y + e["label_offset"]
 
 
-@SCENARIOS.register("sequence", settings=("class", "domain", "task"), options=SequenceOptions,
-                    help="a stream declared in a TOML file: datasets, class subsets, transforms, users and label "
-                         "maps per experience (--set scenario.path=FILE; examples in scenarios/examples/)")
 def build_sequence(spec: RunSpec, options: SequenceOptions) -> Scenario:
     if not options.path:
         raise UserError("scenario 'sequence' needs a file: --set scenario.path=FILE.toml "

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from strategies.hywu.generator import factor_bytes
-from strategies.hywu.operator import Factors
+from strategies.lowrank import Factors
 
 
 class FunctionalMemory:
