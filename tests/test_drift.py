@@ -164,7 +164,7 @@ def test_permuted_fmnist_is_subsampled_for_a_cpu():
 
 
 def test_rotation_and_drift_streams_recommend_hywus_tuned_generator_and_the_user_wins():
-    from hywu_bench.runner import resolve_hyperparameters
+    from hywu_bench.settings import resolve_hyperparameters
 
     load_builtins()
     for name in ("rotated-digits", "drift-digits"):

@@ -114,7 +114,8 @@ def test_hywu_probe_end_to_end_stored_and_drawn(tmp_path: Path) -> None:
     from hywu_bench.config import resolve_spec
     from hywu_bench.models import build_backbone
     from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
-    from hywu_bench.runner import resolve_hyperparameters, seed_everything
+    from hywu_bench.runner import seed_everything
+    from hywu_bench.settings import resolve_hyperparameters
     from hywu_bench.training import TrainingSetup
 
     load_builtins()

@@ -107,7 +107,7 @@ def test_naive_fine_tuning_forgets_earlier_users(tmp_path):
 
 
 def test_user_streams_recommend_hywus_tuned_lr_and_the_user_wins():
-    from hywu_bench.runner import resolve_hyperparameters
+    from hywu_bench.settings import resolve_hyperparameters
 
     load_builtins()
     scenario = SCENARIOS.build("preference-digits", RunSpec(scenario="preference-digits"))

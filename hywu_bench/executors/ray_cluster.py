@@ -25,7 +25,7 @@ from hywu_bench.config import RunSpec
 from hywu_bench.errors import UserError
 from hywu_bench.executors import ExecutorOptions
 from hywu_bench.executors.base import (Listener, Outcome, default_jobs_folder, prepare_worker, run_one,
-                                       stored_outcome, write_failure_log)
+                                       write_failure_log)
 from hywu_bench.locking import RunLock
 
 log = logging.getLogger(__name__)
@@ -223,12 +223,9 @@ class RayExecutor:
 def _known_on_driver(spec: RunSpec, out: Path, overwrite: bool) -> Outcome | None:
     """Without a shared path the task cannot see --out, so the driver does what the runner would: reuse a
     complete identical run, and refuse to replace a complete one with a different configuration."""
-    path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
-    if not results.is_complete(path):
-        return None
-    reused = stored_outcome(spec, out)
-    if reused is not None or overwrite:
-        return reused
-    return Outcome(spec, False, error=f"UserError: a complete run with a different configuration exists at "
-                                      f"'{path}'; pass --overwrite to replace it, or --name NAME to store this one "
-                                      f"beside it.")
+    stored = results.verdict(spec, out, overwrite=overwrite)
+    if stored.kind == "reuse":
+        return Outcome(spec, True, stored.path, reused=True)
+    if stored.refused:
+        return Outcome(spec, False, error=f"UserError: {stored.reason}")
+    return None

@@ -9,7 +9,6 @@ model. submitit's pickles and logs live in <jobs folder>/submitit/<job id>/, nev
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -56,12 +55,7 @@ class RunJob(submitit.helpers.Checkpointable if submitit else object):  # type: 
 
 
 def _started(spec: RunSpec, out: Path) -> bool:
-    path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
-    try:
-        stored = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return spec.same_request(stored.get("requested_spec"))
+    return results.verdict(spec, out, resume=True).kind == "resume"
 
 
 def sbatch_options(lines: Sequence[str]) -> dict[str, Any]:
