@@ -155,6 +155,8 @@ def list_command(plugin: Plugins = None) -> None:
             options = entry.option_defaults()
             if options:
                 typer.echo("      options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+            for note in entry.notes:
+                typer.echo(f"      {note}")
         typer.echo("")
 
 

@@ -54,6 +54,7 @@ class Entry:
     tuned: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # strategies: family -> options
     role: Role = "method"  # strategies: "reference" (joint, cumulative) and "oracle" are never ranked
     order: int = 0  # registration order: how lists, tables and figures order the entries
+    notes: tuple[str, ...] = ()  # strategies: further lines `hywu-bench list` prints (what it runs, its memory)
 
     def option_defaults(self) -> dict[str, Any]:
         return {f.name: _default_of(f) for f in fields(self.options)}
@@ -99,7 +100,8 @@ class Registry:
     def register(self, name: str, *, help: str, settings: tuple[str, ...], options: type,
                  builder: str | Callable[..., Any] | None = None, aliases: tuple[str, ...] = (),
                  bind: Mapping[str, Any] | None = None, family: str | None = None,
-                 tuned: Mapping[str, Mapping[str, Any]] | None = None, role: Role = "method") -> Any:
+                 tuned: Mapping[str, Mapping[str, Any]] | None = None, role: Role = "method",
+                 notes: tuple[str, ...] = ()) -> Any:
         """Register `name`. With `builder` (a callable or "module:function") the entry is registered now;
         without, this returns a decorator that registers the function it decorates."""
         bad = [s for s in settings if s not in SETTINGS]
@@ -121,7 +123,8 @@ class Registry:
                         f"and by {self._source}); rename one of them."
                     )
             self._entries[name] = Entry(name, help, tuple(settings), options, fn, tuple(aliases), self._source,
-                                        dict(bind or {}), family, dict(tuned or {}), role, len(self._entries))
+                                        dict(bind or {}), family, dict(tuned or {}), role, len(self._entries),
+                                        tuple(notes))
             for alias in aliases:
                 self._aliases[alias] = name
             return fn

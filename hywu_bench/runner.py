@@ -166,7 +166,7 @@ def warm_start(model: nn.Module, scenario: Scenario, spec: RunSpec, device: torc
 
 def trainable_in_optimizer(strategy: Any) -> int:
     seen, total = set(), 0
-    for group in strategy.optimizer.param_groups:
+    for group in strategy.optimizer.param_groups if strategy.optimizer is not None else ():  # SLDA has none
         for p in group["params"]:
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
@@ -251,7 +251,7 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     if stored.refused:
         raise UserError(stored.reason)
     if stored.kind == "resume":
-        progress = checkpoint.restore(checkpoint.load(path), strategy)
+        progress = checkpoint.restore(checkpoint.load(path), strategy, spec.strategy)
         log.info("resuming %s after experience %d", path, progress["done"])
     else:
         _clear_run_folder(path)
@@ -297,7 +297,8 @@ def _train_stream(strategy: Any, scenario: Scenario, spec: RunSpec, collector: A
     for i in range(progress["done"], len(stream)):
         row = T - 1 if offline else i
         epochs = strategy.train_epochs
-        skip = spec.warm_start and row == 0  # the warm start already learnt experience 0
+        # the warm start already learnt experience 0 (unless the strategy must learn it itself)
+        skip = spec.warm_start and row == 0 and not getattr(strategy, "relearn_first", False)
         strategy.train_epochs = 0 if skip else epochs
         t0 = time.perf_counter()
         try:

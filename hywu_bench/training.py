@@ -54,10 +54,15 @@ class TensorLoadersMixin:
         return self.mbatch[2] if self.mbatch is not None and len(self.mbatch) == 4 else None
 
 
-def plugin_memory_bytes(plugin: Any) -> int:
-    """Bytes a plugin keeps between experiences: replay buffers, importances, old parameters, models."""
+def plugin_memory_bytes(plugin: Any, live: nn.Module | None = None) -> int:
+    """Bytes a plugin keeps between experiences: replay buffers, importances, old parameters, models.
+    Tensors of the `live` model (the one being trained, which some plugins hold a reference to) are not
+    kept memory and are not counted."""
     total = 0
     seen: set[int] = set()
+    if live is not None:
+        seen.update(id(t) for t in [*live.parameters(), *live.buffers()])
+        seen.add(id(live))
 
     def add_tensor(t: Tensor) -> None:
         nonlocal total
@@ -98,9 +103,17 @@ def plugin_memory_bytes(plugin: Any) -> int:
 
 
 class CheckpointMixin:
-    """Plain-state checkpointing of a template's plugins; subclasses add what they keep themselves."""
+    """Plain-state checkpointing of a template's plugins; subclasses add what they keep themselves.
+
+    `resume_refusal`: None when the checkpoint captures everything the strategy keeps (its resume is
+    exact), else what it cannot save; the runner then refuses `--resume` with that line (`checkpoint.restore`).
+    `relearn_first`: the strategy trains experience 0 for its epochs even after the shared warm start (its
+    memory fills during training iterations, or its model is not the warm-started backbone).
+    """
 
     plugins: list[Any]
+    resume_refusal: str | None = None
+    relearn_first: bool = False
 
     def strategy_state(self) -> dict[str, Any]:
         from hywu_bench.checkpoint import plugin_state
@@ -116,19 +129,24 @@ class CheckpointMixin:
             load_plugin_state(plugin, plugin_state, self)
 
     def stored_memory_bytes(self) -> int:
-        return sum(plugin_memory_bytes(p) for p in self.plugins if not isinstance(p, _RunnerPlugin))
+        live = getattr(self, "model", None)
+        return sum(plugin_memory_bytes(p, live) for p in self.plugins if not isinstance(p, _RunnerPlugin))
 
 
-class HarnessTemplate(CheckpointMixin, TensorLoadersMixin, SupervisedTemplate):
-    """SupervisedTemplate on the tensor data path, reporting its stored memory, checkpointable."""
+class PrecisionMixin:
+    """bf16 autocast of the forward pass on CUDA when the run asks for it (`--set precision=bf16`)."""
 
     precision: str = "fp32"
 
-    def forward(self) -> Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         if self.precision == "bf16" and self.device.type == "cuda":
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                return super().forward().float()
-        return super().forward()
+                return super().forward(*args, **kwargs).float()
+        return super().forward(*args, **kwargs)
+
+
+class HarnessTemplate(PrecisionMixin, CheckpointMixin, TensorLoadersMixin, SupervisedTemplate):
+    """SupervisedTemplate on the tensor data path, reporting its stored memory, checkpointable."""
 
 
 # ---------------------------------------------------------------------------------------------------

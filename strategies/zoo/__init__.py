@@ -1,0 +1,43 @@
+"""Every strategy Avalanche 0.6.0 ships, by name, on the harness's terms (light: no torch, no Avalanche).
+
+What each name runs is data (`catalogue.py`); its options are generated from Avalanche's signatures
+(`options.py`, by `python -m strategies.zoo.generate`); one builder runs them all (`build.py`), with the
+special models some need (`models.py`) and the state an Avalanche class keeps on itself (`state.py`).
+See docs/avalanche.md for the list, the choices and the validation on split-fmnist.
+"""
+
+from __future__ import annotations
+
+from hywu_bench.registry import STRATEGIES
+from strategies.zoo.catalogue import RUN_BY, Method, METHODS
+from strategies.zoo.options import NOT_EXPOSED, OPTIONS
+
+
+def notes(m: Method) -> tuple[str, ...]:
+    """The lines `hywu-bench list` prints under the entry."""
+    module, _, target = m.target.partition(":")
+    classes = sorted({target} | {c for c, name in RUN_BY.items() if name == m.name})
+    out = [f"Avalanche: {', '.join(classes)} (runs {module}.{target})"]
+    if m.unavailable:
+        return (*out, f"NOT RUNNABLE HERE: {m.unavailable}")
+    facts = []
+    if m.buffer:
+        facts.append(f"buffer: {m.buffer}" + (" (per experience)" if m.buffer_per == "experience" else ""))
+    facts.append("data: Avalanche's replay loader" if m.loader == "avalanche" else "data: tensor fast path")
+    facts.append(f"resume: refused ({m.resume})" if m.resume else "resume: exact")
+    if m.relearn_first:
+        facts.append("trains experience 0 after the warm start")
+    out.append("; ".join(facts))
+    hidden = [p for p in NOT_EXPOSED[m.name]] + [f"{k} (set by the harness)" for k in m.fixed]
+    if hidden:
+        out.append(f"not exposed: {', '.join(hidden)}")
+    return tuple(out)
+
+
+for _m in METHODS:
+    _help = f"{_m.help} ({_m.paper})" if _m.paper and _m.paper != "Avalanche" else _m.help
+    if _m.unavailable:
+        _help = f"[cannot run here] {_help}"
+    STRATEGIES.register(_m.name, help=_help, settings=_m.settings, options=OPTIONS[_m.name],
+                        builder="strategies.zoo.build:" + ("unavailable" if _m.unavailable else "build"),
+                        bind={"name": _m.name}, role=_m.role, notes=notes(_m))

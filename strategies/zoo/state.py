@@ -1,0 +1,54 @@
+"""What an Avalanche strategy class keeps on itself (DER's buffer, ER-ACE's storage policy, LaMAML's
+learnt learning rates), beside its plugins: counted as stored memory and captured in checkpoints."""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+from hywu_bench.training import plugin_memory_bytes
+
+
+@functools.cache
+def template_fields() -> frozenset[str]:
+    """The attributes a plain SupervisedTemplate sets when it is built."""
+    import torch
+    from avalanche.training.templates import SupervisedTemplate
+
+    from hywu_bench.training import quiet_evaluator
+
+    model = torch.nn.Linear(1, 1)
+    template = SupervisedTemplate(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                  evaluator=quiet_evaluator())
+    return frozenset(vars(template))
+
+
+class ZooStateMixin:
+    """The class's own fields: those its constructor set beyond a plain template's (`own_fields`)."""
+
+    @property
+    def own_fields(self) -> list[str]:
+        if not hasattr(self, "_own_fields"):
+            self._own_fields = sorted(set(vars(self)) - template_fields() - {"_own_fields", "resume_refusal",
+                                                                                  "relearn_first", "precision"})
+        return self._own_fields
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.own_fields  # noqa: B018  (fixed now, before training adds minibatch fields)
+
+    def strategy_state(self) -> dict[str, Any]:
+        from hywu_bench.checkpoint import capture
+
+        return {**super().strategy_state(), "own": capture(self, self.own_fields)}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        from hywu_bench.checkpoint import restore_vars
+
+        super().load_strategy_state(state)
+        restore_vars(self, state["own"], self)
+
+    def stored_memory_bytes(self) -> int:
+        own = SimpleNamespace(**{name: getattr(self, name) for name in self.own_fields})
+        return super().stored_memory_bytes() + plugin_memory_bytes(own, self.model)
