@@ -1,5 +1,9 @@
 """Per-experience checkpoints as plain state (tensors, numbers, strings, lists, dicts): no pickled objects.
 
+A strategy resumes bit-identically or not at all: one whose state cannot be made plain (a declared
+`resume_refusal`, or a value `plain.to_plain` cannot convert, or a model whose structure grew) gets a
+checkpoint with its progress and the reason only, and `restore` refuses `--resume` in one line.
+
 `torch.save` writes them and `torch.load(..., weights_only=True)` reads them, so loading a checkpoint can
 never run code. What a strategy keeps between experiences (replay buffers, EWC importances, LwF's old
 model, SI's path integrals, A-GEM's episodic memory, HY-WU's anchors) is turned into plain state here for
@@ -9,7 +13,6 @@ Avalanche's plugins, and by `strategy_state()` / `load_strategy_state()` for the
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import random
 from collections import defaultdict
@@ -18,133 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
 from hywu_bench import results
-from hywu_bench.data import dataset_tensors
 from hywu_bench.errors import UserError
+from hywu_bench.plain import (capture, from_plain, load_module, restore_vars, tensors_to_dataset,  # noqa: F401
+                              to_plain)
 
 CHECKPOINT = results.CHECKPOINT
-
-
-# ---------------------------------------------------------------------------------------------------
-# Plain <-> objects for the values Avalanche's plugins hold.
-
-def to_plain(value: Any) -> Any:
-    from avalanche.training.storage_policy import ExemplarsBuffer
-    from avalanche.training.utils import ParamData
-
-    if isinstance(value, Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, ParamData):
-        return {"__paramdata__": value.name, "data": value.data.detach().cpu().clone()}
-    if hasattr(value, "_flat_data"):  # an Avalanche dataset (a buffer of stored inputs)
-        extra = sorted(set(getattr(value, "_data_attributes", {})) - {"targets", "targets_task_labels"})
-        if extra:
-            raise TypeError(f"an Avalanche dataset with the data attribute {extra[0]!r}")
-        tensors = dataset_tensors(value)
-        if tensors is None:
-            raise TypeError("cannot checkpoint a dataset that is not made of tensors")
-        return {"__dataset__": [t.clone() for t in tensors]}
-    if isinstance(value, nn.Module):  # restored into the module the fresh strategy holds (`restore_vars`)
-        return {"__module__": {k: v.detach().cpu().clone() for k, v in value.state_dict().items()}}
-    if isinstance(value, ExemplarsBuffer):  # a storage policy: its own fields, rebuilt by `from_plain`
-        return {"__buffer__": type(value).__name__, "vars": capture(value, vars(value))}
-    if isinstance(value, defaultdict):
-        if value.default_factory not in _FACTORIES.values():
-            raise TypeError(f"a defaultdict of {value.default_factory}")
-        name = next(k for k, f in _FACTORIES.items() if f is value.default_factory)
-        return {"__defaultdict__": name, "items": [[to_plain(k), to_plain(v)] for k, v in value.items()]}
-    if isinstance(value, set):
-        return {"__set__": sorted(value)}
-    if isinstance(value, dict):
-        return {"__dict__": [[to_plain(k), to_plain(v)] for k, v in value.items()]}
-    if isinstance(value, (list, tuple)):
-        return {"__list__" if isinstance(value, list) else "__tuple__": [to_plain(v) for v in value]}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    raise TypeError(f"a value of type {type(value).__name__}")
-
-
-_FACTORIES = {"dict": dict, "list": list, "set": set, "int": int, "float": float}
-
-
-def capture(obj: Any, names: Any) -> dict[str, Any]:
-    """Plain state of the attributes `names` of `obj`; a value that cannot be plain raises `TypeError`
-    naming the attribute (the strategy then refuses to resume, `restore`)."""
-    out = {}
-    for name in names:
-        if name == "strategy":  # a plugin's back-reference
-            continue
-        value = getattr(obj, name)
-        if callable(value) and not isinstance(value, (nn.Module, Tensor)):
-            if inspect.isroutine(value) or isinstance(value, type):
-                continue  # a bound method or class stored as configuration: rebuilt with the object
-        try:
-            out[name] = to_plain(value)
-        except TypeError as err:
-            raise TypeError(f"{type(obj).__name__}.{name}: {err}") from None
-    return out
-
-
-def restore_vars(obj: Any, state: dict[str, Any], strategy: Any) -> None:
-    """Set the attributes `capture` saved back on `obj` (a fresh strategy or plugin built the same way)."""
-    for name, plain in state.items():
-        if isinstance(plain, dict) and "__module__" in plain:
-            module = getattr(obj, name, None)
-            if not isinstance(module, nn.Module):  # e.g. a previous model, None until the first experience
-                module = copy.deepcopy(strategy.model)
-            module.load_state_dict(plain["__module__"])
-            setattr(obj, name, module)
-        else:
-            setattr(obj, name, from_plain(plain, strategy.device))
-
-
-def from_plain(value: Any, device: torch.device | str = "cpu") -> Any:
-    from avalanche.training import storage_policy
-    from avalanche.training.supervised import der
-    from avalanche.training.utils import ParamData
-
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        if "__paramdata__" in value:
-            return ParamData(value["__paramdata__"], init_tensor=value["data"].to(device), device=device)
-        if "__dataset__" in value:
-            return tensors_to_dataset(value["__dataset__"])
-        if "__set__" in value:
-            return set(value["__set__"])
-        if "__defaultdict__" in value:
-            out = defaultdict(_FACTORIES[value["__defaultdict__"]])
-            out.update({from_plain(k, device): from_plain(v, device) for k, v in value["items"]})
-            return out
-        if "__buffer__" in value:  # only Avalanche's storage policies, by class name
-            cls = getattr(storage_policy, value["__buffer__"], None) or getattr(der, value["__buffer__"])
-            if not (isinstance(cls, type) and issubclass(cls, storage_policy.ExemplarsBuffer)):
-                raise TypeError(f"{value['__buffer__']} is not a storage policy")
-            buffer = cls.__new__(cls)
-            for name, plain in value["vars"].items():
-                setattr(buffer, name, from_plain(plain, device))
-            return buffer
-        if "__dict__" in value:
-            return {from_plain(k, device): from_plain(v, device) for k, v in value["__dict__"]}
-        if "__list__" in value:
-            return [from_plain(v, device) for v in value["__list__"]]
-        if "__tuple__" in value:
-            return tuple(from_plain(v, device) for v in value["__tuple__"])
-    return value
-
-
-def tensors_to_dataset(tensors: list[Tensor]) -> Any:
-    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
-
-    *data, tasks = tensors
-    distinct = tasks.unique()
-    # One task label is stored as Avalanche stores it for an experience, so the two concatenate.
-    task_labels = int(distinct[0]) if len(distinct) == 1 else tasks.tolist()
-    return _make_taskaware_tensor_classification_dataset(*data, task_labels=task_labels, targets=data[1])
 
 
 def _defaultdict(factory: Any, plain: dict) -> defaultdict:
@@ -187,7 +70,9 @@ def plugin_state(plugin: Any, strategy: Any) -> dict[str, Any] | None:
         return {"state_dict": plugin.state_dict()}
     if _keeps_nothing(plugin):
         return None
-    return {"vars": capture(plugin, vars(plugin))}  # any other plugin: all its fields, or TypeError
+    # Any other plugin: all its fields but those the strategy says it rebuilds itself, or TypeError.
+    skip = set(getattr(strategy, "not_state", ()))
+    return {"vars": capture(plugin, [k for k in vars(plugin) if k not in skip])}
 
 
 def _keeps_nothing(plugin: Any) -> bool:
@@ -282,14 +167,13 @@ def save(run_path: Path, strategy: Any, progress: dict[str, Any]) -> None:
     refusal = getattr(strategy, "resume_refusal", None)
     if refusal is None:
         try:
-            state["strategy"] = strategy.strategy_state()
+            state.update(strategy=strategy.strategy_state(), model=to_plain(strategy.model))
         except TypeError as err:
             refusal = f"the checkpoint cannot save {err}"
     if refusal is None:
-        optimizer = strategy.optimizer.state_dict() if strategy.optimizer is not None else None
-        state.update(model=strategy.model.state_dict(), optimizer=optimizer)
+        state["optimizer"] = strategy.optimizer.state_dict() if strategy.optimizer is not None else None
     else:
-        state["cannot_resume"] = refusal
+        state = {"progress": progress, "cannot_resume": refusal}
     path = run_path / CHECKPOINT
     tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
     try:
@@ -319,17 +203,20 @@ def load(run_path: Path) -> dict[str, Any]:
 def restore(state: dict[str, Any], strategy: Any, name: str = "") -> dict[str, Any]:
     """Continue `strategy` from `state`; a strategy that cannot resume exactly is refused in one line."""
     refusal = state.get("cannot_resume") or getattr(strategy, "resume_refusal", None)
-    if refusal:
-        raise UserError(f"strategy '{name or type(strategy).__name__}' cannot resume exactly: {refusal}; rerun "
-                        f"without --resume (or with --overwrite) to start the run over.")
-    strategy.model.load_state_dict(state["model"])
-    if getattr(strategy, "optimized_param_id", False) is None:
-        # A fresh Avalanche template gathers the model's parameters into the optimizer, and wipes its
-        # state, the first time it trains. The checkpointed run did that at experience 0: do it now, so
-        # the saved optimizer state (Adam moments, momentum) fits and is not wiped at the next experience.
-        strategy.make_optimizer(reset_optimizer_state=True)
-    if state["optimizer"] is not None:
-        strategy.optimizer.load_state_dict(state["optimizer"])
-    strategy.load_strategy_state(state["strategy"])
+    try:
+        if refusal:
+            raise TypeError(refusal)
+        load_module(strategy.model, state["model"], strategy)
+        if getattr(strategy, "optimized_param_id", False) is None:
+            # A fresh Avalanche template gathers the model's parameters into the optimizer, and wipes its
+            # state, the first time it trains. The checkpointed run did that at experience 0: do it now, so
+            # the saved optimizer state (Adam moments, momentum) fits and is not wiped at the next experience.
+            strategy.make_optimizer(reset_optimizer_state=True)
+        if state["optimizer"] is not None:
+            strategy.optimizer.load_state_dict(state["optimizer"])
+        strategy.load_strategy_state(state["strategy"])
+    except TypeError as err:  # nothing is written before the run continues: refusing here changes nothing
+        raise UserError(f"strategy '{name or type(strategy).__name__}' cannot resume exactly: {err}; rerun "
+                        f"without --resume (or with --overwrite) to start the run over.") from None
     set_rng_state(state["rng"])
     return state["progress"]

@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ from hywu_bench.config import RunSpec
 from hywu_bench.data import Scenario, ScenarioInfo, dataset_tensors, holdout
 from hywu_bench.errors import RunDiverged, UserError
 from hywu_bench.locking import RunLock
+from hywu_bench.loggers import attach as attach_loggers
+from hywu_bench.loggers import check as check_loggers
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
 from hywu_bench.settings import resolve_hyperparameters, used_settings
@@ -178,13 +180,16 @@ FAILED = "FAILED"
 
 
 def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False, resume: bool = False,
-        reporter: Reporter | None = None, job_id: str | None = None) -> RunRecord:
+        reporter: Reporter | None = None, job_id: str | None = None, loggers: Sequence[str] = ()) -> RunRecord:
     """Run `spec`, or return the complete identical run already on disk.
 
     An incomplete run folder is continued from its last checkpoint with `resume=True` and started over
     otherwise. A diverging run raises `RunDiverged` after writing its partial matrix and a FAILED marker.
     `job_id`: a cluster engine's id for this job, kept across its requeues (see `locking.RunLock`).
+    `loggers`: Avalanche loggers writing under the run folder (`hywu_bench.loggers`); not part of the run's
+    identity, so a complete run is reused whatever loggers are asked for.
     """
+    loggers = check_loggers(loggers)
     load_builtins()
     reporter = reporter or LogReporter()
     out = Path(out)
@@ -196,7 +201,8 @@ def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False, 
         run = results.load_run(stored.path)
         return RunRecord(spec, stored.path, run.before, run.R, run.metrics, reused=True)
     with RunLock(stored.path, job_id):
-        return _run_locked(spec, out, stored.path, overwrite=overwrite, resume=resume, reporter=reporter)
+        return _run_locked(spec, out, stored.path, overwrite=overwrite, resume=resume, reporter=reporter,
+                           loggers=loggers)
 
 
 def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
@@ -225,7 +231,7 @@ def _config(spec: RunSpec, resolved: RunSpec, info: ScenarioInfo, device: torch.
 
 
 def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume: bool,
-                reporter: Reporter) -> RunRecord:
+                reporter: Reporter, loggers: Sequence[str] = ()) -> RunRecord:
     scenario, resolved, device = _prepare(spec)
     info = scenario.info
     model = build_backbone(resolved.backbone, info.input_shape, info.n_classes, resolved.seed)
@@ -257,11 +263,14 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
         _clear_run_folder(path)
         results.atomic_write_json(path / "config.json", config)
 
+    attached = attach_loggers(strategy, loggers, path, resolved)
     try:
         _train_stream(strategy, scenario, resolved, collector, progress, path, reporter)
     except RunDiverged:
         _write_results(path, before, np.array(progress["R"], dtype=float), progress["per_experience"], FAILED)
         raise
+    finally:
+        attached.close()
     _probe_interference(strategy, scenario, setup, path)
     return _finish(resolved, path, before, progress, reporter)
 

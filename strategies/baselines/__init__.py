@@ -1,7 +1,8 @@
 """Baselines on Avalanche's own strategies and plugins, on the harness's tensor data path.
 
 Each is `HarnessTemplate` (Avalanche's SupervisedTemplate) plus the Avalanche plugin that defines the
-method, so what runs is Avalanche's implementation (`strategy.py`, imported only when a run starts).
+method (Avalanche's other strategies are in `strategies/zoo`, which also says which Avalanche classes
+these eight run), so what runs is Avalanche's implementation (`strategy.py`, imported only when a run starts).
 Defaults are the usual ones from the papers' small-scale settings and Avalanche's examples; every one is
 an option (`--set strategy.KEY=VALUE`).
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
+from strategies.zoo.catalogue import avalanche_note
 
 BUILD = "strategies.baselines.strategy:"
 
@@ -68,18 +70,27 @@ class AGEMOptions:
 
 
 STRATEGIES.register("naive", help="fine-tune on each experience in turn (the lower bound)",
-                    settings=ALL_SETTINGS, options=NoOptions, builder=BUILD + "build_naive")
+                    settings=ALL_SETTINGS, options=NoOptions, builder=BUILD + "build_naive",
+                    notes=avalanche_note("naive"))
 STRATEGIES.register("joint", help="offline training on all experiences at once (upper bound; final row only)",
-                    settings=ALL_SETTINGS, options=NoOptions, builder=BUILD + "build_joint", role="reference")
+                    settings=ALL_SETTINGS, options=NoOptions, builder=BUILD + "build_joint", role="reference",
+                    notes=avalanche_note("joint"))
 STRATEGIES.register("cumulative", help="retrain on all data seen so far at every experience",
-                    settings=ALL_SETTINGS, options=NoOptions, builder=BUILD + "build_cumulative", role="reference")
+                    settings=ALL_SETTINGS, options=NoOptions, builder=BUILD + "build_cumulative", role="reference",
+                    notes=avalanche_note("cumulative"))
 STRATEGIES.register("replay", help="experience replay with a balanced buffer of raw inputs",
-                    settings=ALL_SETTINGS, options=ReplayOptions, builder=BUILD + "build_replay")
-STRATEGIES.register("ewc", help="elastic weight consolidation (Kirkpatrick et al. 2017)",
-                    settings=ALL_SETTINGS, options=EWCOptions, builder=BUILD + "build_ewc")
+                    settings=ALL_SETTINGS, options=ReplayOptions, builder=BUILD + "build_replay",
+                    notes=avalanche_note("replay"))
+STRATEGIES.register("ewc", help="elastic weight consolidation (Kirkpatrick et al. 2017); mode=online is online EWC "
+                                "(Schwarz et al. 2018)",
+                    settings=ALL_SETTINGS, options=EWCOptions, builder=BUILD + "build_ewc",
+                    notes=avalanche_note("ewc"))
 STRATEGIES.register("si", help="synaptic intelligence (Zenke et al. 2017)",
-                    settings=ALL_SETTINGS, options=SIOptions, builder=BUILD + "build_si")
+                    settings=ALL_SETTINGS, options=SIOptions, builder=BUILD + "build_si",
+                    notes=avalanche_note("si"))
 STRATEGIES.register("lwf", help="learning without forgetting: distil the previous model (Li & Hoiem 2016)",
-                    settings=ALL_SETTINGS, options=LwFOptions, builder=BUILD + "build_lwf")
+                    settings=ALL_SETTINGS, options=LwFOptions, builder=BUILD + "build_lwf",
+                    notes=avalanche_note("lwf"))
 STRATEGIES.register("agem", help="averaged gradient episodic memory (Chaudhry et al. 2019)",
-                    settings=ALL_SETTINGS, options=AGEMOptions, builder=BUILD + "build_agem")
+                    settings=ALL_SETTINGS, options=AGEMOptions, builder=BUILD + "build_agem",
+                    notes=avalanche_note("agem"))

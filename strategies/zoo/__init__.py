@@ -9,15 +9,19 @@ See docs/avalanche.md for the list, the choices and the validation on split-fmni
 from __future__ import annotations
 
 from hywu_bench.registry import STRATEGIES
-from strategies.zoo.catalogue import RUN_BY, Method, METHODS
+from strategies.zoo.catalogue import METHODS, RUN_BY, Method
 from strategies.zoo.options import NOT_EXPOSED, OPTIONS
+
+
+RUN_BY_NAME: dict[str, list[str]] = {}
+for _cls, _name in RUN_BY.items():
+    RUN_BY_NAME.setdefault(_name, []).append(_cls)
 
 
 def notes(m: Method) -> tuple[str, ...]:
     """The lines `hywu-bench list` prints under the entry."""
     module, _, target = m.target.partition(":")
-    classes = sorted({target} | {c for c, name in RUN_BY.items() if name == m.name})
-    out = [f"Avalanche: {', '.join(classes)} (runs {module}.{target})"]
+    out = [f"Avalanche: {', '.join(sorted({target} | set(RUN_BY_NAME.get(m.name, ()))))} (runs {module}.{target})"]
     if m.unavailable:
         return (*out, f"NOT RUNNABLE HERE: {m.unavailable}")
     facts = []

@@ -43,7 +43,8 @@ class Method:
     relearn_first: bool = False  # trains experience 0 for its epochs even after the shared warm start (its
     #                              memory fills in training iterations, or it fails on an experience of 0 epochs)
     loader: str = "tensors"  # "avalanche": the method swaps in Avalanche's replay loader
-    resume: str | None = None  # what the checkpoint cannot save (None: resumes exactly, tested)
+    resume: str | None = None  # what the checkpoint cannot save, where known before a run
+    not_state: tuple[str, ...] = ()  # fields the method rebuilds itself (a loader made at every experience)
     unavailable: str | None = None  # why it cannot run here (listed, refused with this line)
     conditions: bool = True  # takes streams whose minibatches carry condition tokens
     paper: str = ""
@@ -57,10 +58,10 @@ METHODS: tuple[Method, ...] = (
     # Rehearsal: a buffer of raw inputs (mem_size 200 by default, as `replay`).
     Method("der", "avalanche.training:DER", "DER: replay with logit distillation on a buffer (beta = 0)",
            buffer="mem_size", fixed={"beta": 0.0}, conditions=_NO_CONDITIONS,
-           resume="its buffer keeps logits as an Avalanche data attribute", paper="Buzzega et al. 2020"),
+           paper="Buzzega et al. 2020"),
     Method("derpp", "avalanche.training:DER", "DER++: DER plus cross-entropy on the buffer's labels",
            buffer="mem_size", conditions=_NO_CONDITIONS,
-           resume="its buffer keeps logits as an Avalanche data attribute", paper="Buzzega et al. 2020"),
+           paper="Buzzega et al. 2020"),
     Method("er-ace", "avalanche.training:ER_ACE", "ER-ACE: replay with the asymmetric cross-entropy (incoming "
            "batch: its own classes only)", buffer="mem_size", defaults={"batch_size_mem": None}, why=_BATCH_MEM,
            conditions=_NO_CONDITIONS, paper="Caccia et al. 2022"),
@@ -133,7 +134,7 @@ METHODS: tuple[Method, ...] = (
     Method("slda", "avalanche.training:StreamingLDA", "deep streaming LDA on the warm-started backbone's frozen "
            "features", settings=CLASS_TASK, fixed={"slda_model": "@features", "input_size": "@feature_dim",
            "num_classes": "@n_classes", "output_layer_name": None, "optimizer": "@drop", "model": "@drop"}, relearn_first=True,
-           conditions=_NO_CONDITIONS, resume="its class means and covariance are not saved",
+           conditions=_NO_CONDITIONS,
            paper="Hayes & Kanan 2020"),
     # Task-incremental: the task label picks parameters at test time.
     Method("pnn", "avalanche.training:PNNStrategy", "ORACLE: progressive neural networks, a column per task "
@@ -168,6 +169,7 @@ RUN_BY = {
     "CoPE": "cope", "GenerativeReplay": "generative-replay", "MAS": "mas", "LFL": "lfl", "CWRStar": "cwr-star",
     "StreamingLDA": "slda", "PNNStrategy": "pnn", "PackNet": "packnet", "FromScratchTraining": "from-scratch",
     "LearningToPrompt": "l2p", "AR1": "ar1", "ExpertGateStrategy": "expert-gate",
+    "LaMAML": "lamaml",  # avalanche.training.supervised.lamaml_v2 (lamaml.py, which needs `higher`, too)
     # plugins
     "EWCPlugin": "ewc", "SynapticIntelligencePlugin": "si", "LwFPlugin": "lwf", "AGEMPlugin": "agem",
     "ReplayPlugin": "replay", "GDumbPlugin": "gdumb", "GEMPlugin": "gem", "GSS_greedyPlugin": "gss",
@@ -195,6 +197,11 @@ NOT_STRATEGIES = {
 
 # Never options, whatever their type: Avalanche's logging and loader plumbing.
 PLUMBING = ("verbose", "num_workers", "storage_policy", "batch_size", "base_kwargs", "kwargs")
+
+
+def avalanche_note(name: str) -> tuple[str]:
+    """The line `hywu-bench list` prints under harness strategy `name`: the Avalanche classes it runs."""
+    return (f"Avalanche: {', '.join(sorted(c for c, runner in RUN_BY.items() if runner == name))}",)
 
 
 def method(name: str) -> Method:

@@ -25,18 +25,17 @@ def template_fields() -> frozenset[str]:
 
 
 class ZooStateMixin:
-    """The class's own fields: those its constructor set beyond a plain template's (`own_fields`)."""
+    """The class's own fields: every field a plain template does not have (those its constructor set and
+    any it added while training; a plain template sets all of its own in its constructor), but those the
+    catalogue says the strategy rebuilds itself (`not_state`: loaders rebuilt at every experience,
+    configuration)."""
+
+    not_state: tuple[str, ...] = ()
 
     @property
     def own_fields(self) -> list[str]:
-        if not hasattr(self, "_own_fields"):
-            self._own_fields = sorted(set(vars(self)) - template_fields() - {"_own_fields", "resume_refusal",
-                                                                                  "relearn_first", "precision"})
-        return self._own_fields
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.own_fields  # noqa: B018  (fixed now, before training adds minibatch fields)
+        harness = {"resume_refusal", "relearn_first", "precision", "scenario_info", "not_state"}
+        return sorted(set(vars(self)) - template_fields() - harness - set(self.not_state))
 
     def strategy_state(self) -> dict[str, Any]:
         from hywu_bench.checkpoint import capture
