@@ -13,6 +13,18 @@ def _isolated_data_root(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _restore_registries():
+    """Plugins register into the process-wide registries: put them back as they were after each test."""
+    from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
+
+    load_builtins()
+    saved = [(r, dict(r._entries), dict(r._aliases)) for r in (SCENARIOS, STRATEGIES)]
+    yield
+    for registry, entries, aliases in saved:
+        registry._entries, registry._aliases = entries, aliases
+
+
+@pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny models run faster on one thread, and much faster when other processes share the cores."""
     import torch
@@ -36,7 +48,7 @@ def executor_grid(tmp_path_factory):
     of the tests uses): (its results folder, its tables folder, the grid, the --set pairs)."""
     import torch
 
-    from hywu_bench import report, sweep
+    from hywu_bench import sweep, tables
 
     out = tmp_path_factory.mktemp("local-grid")
     threads = torch.get_num_threads()
@@ -46,9 +58,9 @@ def executor_grid(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     assert all(o.ok for o in result.outcomes), [o.error for o in result.outcomes]
-    tables = out / "tables"
-    report.write_tables(report.load(out / "results"), EXECUTOR_GRID["scenario"], tables)
-    return out / "results", tables, EXECUTOR_GRID, EXECUTOR_SETS
+    written = out / "tables"
+    tables.write_tables(tables.load(out / "results"), EXECUTOR_GRID["scenario"], written)
+    return out / "results", written, EXECUTOR_GRID, EXECUTOR_SETS
 
 
 @pytest.fixture

@@ -54,15 +54,6 @@ def build_sgd(model, setup, options):
 '''
 
 
-@pytest.fixture(autouse=True)
-def restore_registries():
-    """Plugins register into the process-wide registries: put them back as they were after each test."""
-    saved = [(r, dict(r._entries), dict(r._aliases)) for r in (SCENARIOS, STRATEGIES)]
-    yield
-    for registry, entries, aliases in saved:
-        registry._entries, registry._aliases = entries, aliases
-
-
 def plugin_file(tmp_path, name="my_plugin.py", scenario="blobs", strategy="plain-sgd", body=None):
     path = tmp_path / name
     path.write_text(body if body is not None else PLUGIN.format(scenario=scenario, strategy=strategy))

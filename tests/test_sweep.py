@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hywu_bench import paper, sweep
+from hywu_bench import suites, sweep
 from hywu_bench.cli import app
 from hywu_bench.errors import UserError
 from hywu_bench.registry import STRATEGIES, load_builtins
@@ -113,15 +113,15 @@ def test_bad_grids_fail_before_anything_runs(tmp_path: Path) -> None:
 
 
 def test_shipped_suite_loads_at_both_scales(tmp_path: Path) -> None:
-    smoke, full = paper.load_suite(None, "smoke"), paper.load_suite(None, "full")
+    smoke, full = suites.load_suite(None, "smoke"), suites.load_suite(None, "full")
     assert smoke.entries[0].scenario == "split-digits" and smoke.workers == 2
     assert {"naive", "replay", "ewc"} <= set(smoke.entries[0].strategies)
     assert smoke.n_runs > 20 and full.n_runs > smoke.n_runs
     assert {e.scenario for e in smoke.entries} <= {e.scenario for e in full.entries} | {"split-digits"}
     with pytest.raises(UserError, match="no scale 'huge'"):
-        paper.load_suite(None, "huge")
+        suites.load_suite(None, "huge")
     custom = tmp_path / "suite.toml"
     custom.write_text('[tiny]\n[[tiny.scenarios]]\nscenario = "split-digits"\n'
                       'strategies = ["naive", "not-yet-written"]\nseeds = [0]\n')
-    plan = paper.load_suite(custom, "tiny")
+    plan = suites.load_suite(custom, "tiny")
     assert plan.entries[0].strategies == ["naive"] and "not-yet-written" in plan.notes[0]
