@@ -3,7 +3,6 @@ runs; a plugin that fails to import or takes a name twice is a one-line error na
 
 import importlib.metadata
 import sys
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
