@@ -12,6 +12,18 @@ def _isolated_data_root(tmp_path, monkeypatch):
     monkeypatch.setenv("HYWU_BENCH_DATA", str(tmp_path / "data"))
 
 
+@pytest.fixture
+def fashion_mnist():
+    """Tests on real Fashion-MNIST read Debian's dataset-fashion-mnist package (.ci/run installs it; the
+    default data root is a fresh temporary folder). Elsewhere they skip, saying how to install it."""
+    from scenarios.datasets import DEBIAN_FASHION_MNIST
+
+    if not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("needs Fashion-MNIST: apt-get install dataset-fashion-mnist (Debian/Ubuntu), or put the "
+                    "idx files under $HYWU_BENCH_DATA/FashionMNIST/raw")
+    return DEBIAN_FASHION_MNIST
+
+
 @pytest.fixture(autouse=True)
 def _restore_registries():
     """Plugins register into the process-wide registries: put them back as they were after each test."""
