@@ -24,6 +24,9 @@ PANEL = "Where runs execute"
 Executor = Annotated[Optional[str], typer.Option(rich_help_panel=PANEL, help="local, submitit-local, slurm or ray. [default: local, or the suite's]")]
 ExecutorOpt = Annotated[Optional[list[str]], typer.Option("--executor-opt", rich_help_panel=PANEL, help="KEY=VALUE for the executor (repeatable). slurm: partition, time (90, 4:00:00, 1-00:00:00), gpus_per_task, cpus_per_task, mem, array_parallelism, sbatch_lines (repeat to add), jobs_folder; submitit-local: time, gpus_per_task, cpus_per_task, jobs_folder; ray: address (HOST:PORT), num_gpus, num_cpus, retries, shared_path, jobs_folder.")]
 ExecutorConfig = Annotated[Optional[Path], typer.Option(rich_help_panel=PANEL, help="A TOML file whose [executor] table holds kind and the executor's keys (flags override it).")]
+Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")]
+Overwrite = Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")]
 Workers = Annotated[Optional[int], typer.Option(rich_help_panel=PANEL, help="local: runs in parallel, each in its own process. [default: 1, or the suite's]")]
 
 
@@ -101,12 +104,12 @@ def compare_command(
     strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu.")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds or ranges, e.g. 0,1,2 or 0-4.")] = "0,1,2",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
+    device: Device = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable.")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
-    overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
+    overwrite: Overwrite = False,
     plugin: Plugins = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    quiet: Quiet = False,
     executor: Executor = None, executor_opt: ExecutorOpt = None, executor_config: ExecutorConfig = None,
     workers: Workers = None,
 ) -> None:
@@ -155,10 +158,10 @@ def paper_command(
     scale: Annotated[str, typer.Option(help="smoke (2 CPU cores, about 15 minutes) or full (a GPU).")] = "smoke",
     out: Annotated[Optional[Path], typer.Option(help="Results folder. [default: results/paper-SCALE]")] = None,
     suite: Annotated[Optional[Path], typer.Option(help="A suite TOML instead of the shipped one.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
+    device: Device = None,
+    overwrite: Overwrite = False,
     plugin: Plugins = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    quiet: Quiet = False,
     executor: Executor = None, executor_opt: ExecutorOpt = None, executor_config: ExecutorConfig = None,
     workers: Workers = None,
 ) -> None:
