@@ -17,12 +17,11 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 

@@ -215,7 +215,7 @@ class SequenceOptions:
 
     def __post_init__(self) -> None:
         if self.path:  # fail before any data is loaded (imports torch: only when `sequence` is chosen)
-            from scenarios.sequence import load_sequence
+            from scenarios.sequence_file import load_sequence
 
             load_sequence(self.path)
 

@@ -106,7 +106,6 @@ def build_rotated(spec: RunSpec, options: RotatedOptions, *, name: str, profile:
     return domain_scenario(name, data, spec, options, profile, transforms, options.setting, {})
 
 
-DRIFT_STRENGTH = {"rotate": 90.0, "blur": 2.0, "contrast": 0.9, "noise": 0.5}  # the level at the last experience
 
 
 def drift_transform(kind: str, level: float, seed: int, k: int) -> ExperienceTransform:

@@ -3,7 +3,6 @@ runs; a plugin that fails to import or takes a name twice is a one-line error na
 
 import importlib.metadata
 import sys
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -52,15 +51,6 @@ def build_sgd(model, setup, options):
     optimizer = setup.optimizer(model.parameters(), lr=setup.lr * options.lr_scale)
     return HarnessTemplate(model=model, optimizer=optimizer, **setup.template_kwargs())
 '''
-
-
-@pytest.fixture(autouse=True)
-def restore_registries():
-    """Plugins register into the process-wide registries: put them back as they were after each test."""
-    saved = [(r, dict(r._entries), dict(r._aliases)) for r in (SCENARIOS, STRATEGIES)]
-    yield
-    for registry, entries, aliases in saved:
-        registry._entries, registry._aliases = entries, aliases
 
 
 def plugin_file(tmp_path, name="my_plugin.py", scenario="blobs", strategy="plain-sgd", body=None):
