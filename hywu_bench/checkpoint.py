@@ -81,9 +81,7 @@ def _keeps_nothing(plugin: Any) -> bool:
     from avalanche.training.plugins import EvaluationPlugin
     from avalanche.training.templates.base_sgd import PeriodicEval
 
-    from hywu_bench.training import _RunnerPlugin
-
-    return isinstance(plugin, (EvaluationPlugin, PeriodicEval, _RunnerPlugin))
+    return isinstance(plugin, (EvaluationPlugin, PeriodicEval)) or getattr(plugin, "keeps_nothing", False)
 
 
 def load_plugin_state(plugin: Any, state: dict[str, Any] | None, strategy: Any) -> None:

@@ -66,6 +66,8 @@ def to_plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, torch.device):
         return {"__device__": str(value)}
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return {"__ndarray__": torch.from_numpy(value.copy())}
     if hasattr(value, "__dict__"):  # e.g. a criterion or a method's buffer object: restored in place
         return {"__object__": type(value).__qualname__, "vars": capture(value, vars(value))}
     raise TypeError(f"a value of type {type(value).__name__}")
@@ -170,6 +172,8 @@ def from_plain(value: Any, device: torch.device | str = "cpu") -> Any:
             return set(value["__set__"])
         if "__device__" in value:
             return torch.device(value["__device__"])
+        if "__ndarray__" in value:
+            return value["__ndarray__"].numpy().copy()
         if "__defaultdict__" in value:
             out = defaultdict(_FACTORIES[value["__defaultdict__"]])
             out.update({from_plain(k, device): from_plain(v, device) for k, v in value["items"]})

@@ -154,7 +154,9 @@ class HarnessTemplate(PrecisionMixin, CheckpointMixin, TensorLoadersMixin, Super
 
 
 class _RunnerPlugin(SupervisedPlugin):
-    """Marker: the harness's own plugins, not part of any method's memory."""
+    """Marker: the harness's own plugins, not part of any method's memory nor of a checkpoint."""
+
+    keeps_nothing = True
 
 
 class TaskMaskPlugin(_RunnerPlugin):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from hywu_bench.cli.common import Plugins, load_plugins, user_errors
+from hywu_bench.cli.common import Loggers, Plugins, check_loggers, load_plugins, user_errors
 from hywu_bench.errors import UserError
 
 
@@ -34,8 +34,10 @@ def run_command(
     scenario_file: Annotated[Optional[Path], typer.Option(help="A TOML task sequence (see scenarios/examples); same as --scenario sequence --set scenario.path=FILE.")] = None,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; just the final table.")] = False,
+    logger: Loggers = None,
 ) -> None:
     """Train one strategy on one scenario, experience by experience, and write its results."""
+    loggers = check_loggers(logger)
     load_plugins(plugin)
     from hywu_bench.config import resolve_spec
 
@@ -53,7 +55,7 @@ def run_command(
     from hywu_bench.cli.progress import make_reporter
     from hywu_bench.runner import run  # torch and Avalanche: only once the request is known to be valid
 
-    record = run(spec, out, overwrite=overwrite, resume=resume, reporter=make_reporter(quiet))
+    record = run(spec, out, overwrite=overwrite, resume=resume, reporter=make_reporter(quiet), loggers=loggers)
     _print_summary(record)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from hywu_bench.cli.common import Plugins, load_plugins, user_errors
+from hywu_bench.cli.common import Loggers, Plugins, check_loggers, load_plugins, user_errors
 from hywu_bench.cli.progress import GridProgress
 from hywu_bench.errors import UserError
 
@@ -112,6 +112,7 @@ def compare_command(
     quiet: Quiet = False,
     executor: Executor = None, executor_opt: ExecutorOpt = None, executor_config: ExecutorConfig = None,
     workers: Workers = None,
+    logger: Loggers = None,
 ) -> None:
     """Run every missing (strategy, seed) run of a grid, then write its tables and figures.
 
@@ -119,9 +120,14 @@ def compare_command(
     execute here (--executor local), on SLURM through submitit, or on a Ray cluster.
     """
     options = executor_options(executor, executor_opt, workers, executor_config)
+    loggers = check_loggers(logger)
+    if loggers and options.kind != "local":
+        raise UserError(f"--logger works with --executor local only (the {options.kind} executor does not carry it "
+                        f"to its jobs yet); run the grid locally, or without --logger.")
     from hywu_bench.executors import make_executor
 
     runner = make_executor(options, plugin or [])  # an unusable executor fails first, in seconds, before any run
+    runner.loggers = loggers
     load_plugins(plugin)
     from hywu_bench import sweep
 

@@ -58,7 +58,7 @@ class SilentListener:
 
 
 def run_one(spec: RunSpec, out: str | Path, overwrite: bool = False, *, resume: bool = False,
-            job_id: str | None = None) -> Outcome:
+            job_id: str | None = None, loggers: Sequence[str] = ()) -> Outcome:
     """One run, never raising: errors become a failed Outcome (picklable, for workers, jobs and tasks).
 
     `job_id` is the engine's name for this job, the same across its retries and requeues, so a lock left
@@ -68,7 +68,7 @@ def run_one(spec: RunSpec, out: str | Path, overwrite: bool = False, *, resume: 
     try:
         from hywu_bench.runner import run
 
-        record = run(spec, out, overwrite=overwrite, resume=resume, job_id=job_id)
+        record = run(spec, out, overwrite=overwrite, resume=resume, job_id=job_id, loggers=loggers)
         return Outcome(spec, True, record.path, record.reused, time.perf_counter() - t0)
     except Exception as err:  # any failure of one run must not stop the grid
         return Outcome(spec, False, None, False, time.perf_counter() - t0, f"{type(err).__name__}: {err}",

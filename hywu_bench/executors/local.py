@@ -17,6 +17,8 @@ from hywu_bench.executors.base import Listener, Outcome, default_jobs_folder, pr
 class LocalExecutor:
     """Runs one after another in this process (no start-up cost; the debugger works)."""
 
+    loggers: tuple[str, ...] = ()  # Avalanche loggers on every run (`--logger`)
+
     def __init__(self, jobs_folder: str | Path | None = None):
         self.jobs_folder = Path(jobs_folder) if jobs_folder else None
 
@@ -25,7 +27,7 @@ class LocalExecutor:
         outcomes = []
         for spec in specs:
             listener.started(spec)
-            outcome = with_log(run_one(spec, out, overwrite), jobs)
+            outcome = with_log(run_one(spec, out, overwrite, loggers=self.loggers), jobs)
             listener.finished(outcome)
             outcomes.append(outcome)
         return outcomes
@@ -38,6 +40,8 @@ def _init_worker(threads: int, plugins: Sequence[str]) -> None:
 class ProcessExecutor:
     """`workers` processes (spawn, so CUDA and threads start clean in each), each with cpu_count / workers
     torch threads."""
+
+    loggers: tuple[str, ...] = ()  # Avalanche loggers on every run (`--logger`)
 
     def __init__(self, workers: int, plugins: Sequence[str | Path] = (), threads: int | None = None,
                  jobs_folder: str | Path | None = None):
@@ -69,7 +73,7 @@ class ProcessExecutor:
                 while waiting and len(running) < self.workers:  # submit as slots free, so "started" is true
                     spec = waiting.pop(0)
                     listener.started(spec)
-                    running[pool.submit(run_one, spec, out, overwrite)] = spec
+                    running[pool.submit(run_one, spec, out, overwrite, loggers=self.loggers)] = spec
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:

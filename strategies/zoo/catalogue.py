@@ -43,7 +43,7 @@ class Method:
     relearn_first: bool = False  # trains experience 0 for its epochs even after the shared warm start (its
     #                              memory fills in training iterations, or it fails on an experience of 0 epochs)
     loader: str = "tensors"  # "avalanche": the method swaps in Avalanche's replay loader
-    resume: str | None = None  # what the checkpoint cannot save, where known before a run
+    resume: str | None = None  # what the checkpoint cannot save (refused); None: resumes exactly (tested)
     not_state: tuple[str, ...] = ()  # fields the method rebuilds itself (a loader made at every experience)
     unavailable: str | None = None  # why it cannot run here (listed, refused with this line)
     conditions: bool = True  # takes streams whose minibatches carry condition tokens
@@ -52,21 +52,23 @@ class Method:
 
 _BATCH_MEM = ("the replay minibatch is as large as the incoming one (None: the run's batch size), as in "
               "the paper and as `replay`'s buffer batches; Avalanche's default is 10")
-_NO_CONDITIONS = False  # a template that reads minibatch columns by position (x, y, t): no condition tokens
+_NO_CONDITIONS = False
+_DER_BUFFER = "DER's buffer (Avalanche keeps the stored logits as a dataset attribute)"  # a template that reads minibatch columns by position (x, y, t): no condition tokens
 
 METHODS: tuple[Method, ...] = (
     # Rehearsal: a buffer of raw inputs (mem_size 200 by default, as `replay`).
     Method("der", "avalanche.training:DER", "DER: replay with logit distillation on a buffer (beta = 0)",
-           buffer="mem_size", fixed={"beta": 0.0}, conditions=_NO_CONDITIONS,
+           buffer="mem_size", fixed={"beta": 0.0}, conditions=_NO_CONDITIONS, resume=_DER_BUFFER,
            paper="Buzzega et al. 2020"),
     Method("derpp", "avalanche.training:DER", "DER++: DER plus cross-entropy on the buffer's labels",
-           buffer="mem_size", conditions=_NO_CONDITIONS,
+           buffer="mem_size", conditions=_NO_CONDITIONS, resume=_DER_BUFFER,
            paper="Buzzega et al. 2020"),
     Method("er-ace", "avalanche.training:ER_ACE", "ER-ACE: replay with the asymmetric cross-entropy (incoming "
            "batch: its own classes only)", buffer="mem_size", defaults={"batch_size_mem": None}, why=_BATCH_MEM,
            conditions=_NO_CONDITIONS, paper="Caccia et al. 2022"),
     Method("er-aml", "avalanche.training:ER_AML", "ER-AML: replay with a supervised-contrastive metric loss on "
            "the incoming batch", buffer="mem_size", defaults={"batch_size_mem": None}, why=_BATCH_MEM,
+           resume="ER_AML's per-class replay loaders (generators; a resume that skipped them was not exact)",
            fixed={"feature_extractor": "@features"}, conditions=_NO_CONDITIONS, paper="Caccia et al. 2022"),
     Method("icarl", "avalanche.training:ICaRL", "iCaRL: herding exemplars, distillation and a nearest-mean-of-"
            "exemplars classifier", settings=CLASS_TASK, buffer="memory_size", relearn_first=True,
@@ -85,6 +87,7 @@ METHODS: tuple[Method, ...] = (
            "samples", buffer="mem_size", fixed={"input_size": "@input_shape"}, paper="Aljundi et al. 2019b"),
     Method("mir", "avalanche.training.plugins:MIRPlugin", "MIR: replay the stored samples a virtual update would "
            "interfere with most", buffer="mem_size", defaults={"batch_size_mem": 10}, relearn_first=True,
+           resume="MIR's replay loader, made at the end of an experience (a generator)",
            why="Avalanche requires batch_size_mem; 10 as its examples", paper="Aljundi et al. 2019a"),
     Method("bic", "avalanche.training.plugins:BiCPlugin", "BiC: replay plus a bias-correction layer fitted on a "
            "held-out part of the buffer", settings=("class",), buffer="mem_size", defaults={"mem_size": 200},
@@ -94,27 +97,32 @@ METHODS: tuple[Method, ...] = (
            paper="Wu et al. 2019"),
     Method("rar", "avalanche.training.plugins:RARPlugin", "RAR: repeated augmented rehearsal (adversarial "
            "augmentation of replayed samples)", buffer="mem_size", defaults={"batch_size_mem": 10},
-           why="Avalanche requires batch_size_mem; 10 as its examples", loader="avalanche", paper="Zhang et al. 2022"),
+           why="Avalanche requires batch_size_mem; 10 as its examples", loader="avalanche", paper="Zhang et al. 2022",
+           resume="RAR's replay iterator, which runs on from one experience into the next"),
     Method("scr", "avalanche.training:SCR", "SCR: supervised-contrastive replay with a nearest-class-mean "
            "classifier", settings=CLASS_TASK, buffer="mem_size", defaults={"mem_size": 200},
            why="200 as `replay` (Avalanche's default is 100)", model="scr", loader="avalanche",
+           not_state=("augmentations",),
            conditions=_NO_CONDITIONS, paper="Mai et al. 2021"),
     Method("mer", "avalanche.training:MER", "MER: meta-experience replay (Reptile over replayed batches)",
            buffer="mem_size", relearn_first=True, conditions=_NO_CONDITIONS, paper="Riemer et al. 2019"),
     Method("lamaml", "avalanche.training.supervised.lamaml_v2:LaMAML", "La-MAML: look-ahead meta-learning with "
            "learnt per-parameter learning rates (Avalanche's torch.func version; the `higher` one is not "
-           "installed)", buffer="max_buffer_size", model="base-model", relearn_first=True, conditions=_NO_CONDITIONS,
+           "installed)", buffer="max_buffer_size", model="base-model", relearn_first=True,
+           resume="LaMAML's second optimizer (of its learnt learning rates)", conditions=_NO_CONDITIONS,
            paper="Gupta et al. 2020"),
     Method("feature-replay", "avalanche.training:FeatureReplay", "feature replay: a buffer of penultimate "
            "features trains the head", buffer="mem_size", defaults={"batch_size_mem": None}, why=_BATCH_MEM,
-           fixed={"last_layer_name": "head"}, conditions=_NO_CONDITIONS, paper="Avalanche"),
+           fixed={"last_layer_name": "head"}, conditions=_NO_CONDITIONS, paper="Avalanche",
+           resume="its replay loader of stored features, made at the end of an experience (a generator)"),
     Method("cope", "avalanche.training.plugins:CoPEPlugin", "CoPE: continual prototype evolution (the backbone's "
            "outputs are the prototype space)", settings=("class",), buffer="mem_size",
            fixed={"n_classes": "@n_classes", "p_size": "@n_classes"}, relearn_first=True,
+           resume="the model, which CoPE extends while it trains",
            paper="De Lange & Tuytelaars 2021"),
     Method("generative-replay", "avalanche.training:GenerativeReplay", "deep generative replay: a VAE "
            "(Avalanche's MlpVAE for the input shape) generates old inputs, labelled by the previous model",
-           model="generative-replay", conditions=_NO_CONDITIONS, paper="Shin et al. 2017"),
+           model="generative-replay", resume="the generator's own strategy (VAETraining) and optimizer", conditions=_NO_CONDITIONS, paper="Shin et al. 2017"),
     # Regularisation and distillation.
     Method("mas", "avalanche.training.plugins:MASPlugin", "MAS: memory-aware synapses (output-sensitivity "
            "importances)", paper="Aljundi et al. 2018"),
@@ -139,6 +147,7 @@ METHODS: tuple[Method, ...] = (
     # Task-incremental: the task label picks parameters at test time.
     Method("pnn", "avalanche.training:PNNStrategy", "ORACLE: progressive neural networks, a column per task "
            "chosen by the task label (task-incremental only)", settings=("task",), role="oracle", model="pnn",
+           resume="the columns PNN adds for every task (its model grows)",
            relearn_first=True, conditions=_NO_CONDITIONS, paper="Rusu et al. 2016"),
     Method("packnet", "avalanche.training:PackNet", "ORACLE: PackNet, a pruned weight mask per task chosen by the "
            "task label (task-incremental only)", settings=("task",), role="oracle", model="packnet",
