@@ -34,8 +34,10 @@ def spec_for(name, **flags):
     return resolve_spec(flags=dict(strategy=name, epochs=1, **flags), sets=sets)
 
 
-def test_generated_options_match_the_installed_avalanche():
+def test_generated_options_and_table_match_the_installed_avalanche():
     assert generate.render() == generate.TARGET_FILE.read_text(), "run `python -m strategies.zoo.generate`"
+    doc = generate.DOC_FILE.read_text()
+    assert generate.render_doc(doc) == doc, "run `python -m strategies.zoo.generate`"
 
 
 def avalanche_exports():

@@ -9,7 +9,7 @@ See docs/avalanche.md for the list, the choices and the validation on split-fmni
 from __future__ import annotations
 
 from hywu_bench.registry import STRATEGIES
-from strategies.zoo.catalogue import METHODS, RUN_BY, Method
+from strategies.zoo.catalogue import METHODS, PLUMBING, RUN_BY, Method
 from strategies.zoo.options import NOT_EXPOSED, OPTIONS
 
 
@@ -32,7 +32,7 @@ def notes(m: Method) -> tuple[str, ...]:
     if m.relearn_first:
         facts.append("trains experience 0 after the warm start")
     out.append("; ".join(facts))
-    hidden = [p for p in NOT_EXPOSED[m.name]] + [f"{k} (set by the harness)" for k in m.fixed]
+    hidden = [p for p in NOT_EXPOSED[m.name] if p not in PLUMBING] + [f"{k} (set by the harness)" for k in m.fixed]
     if hidden:
         out.append(f"not exposed: {', '.join(hidden)}")
     return tuple(out)
