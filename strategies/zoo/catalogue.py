@@ -100,7 +100,7 @@ METHODS: tuple[Method, ...] = (
            why="Avalanche requires batch_size_mem; 10 as its examples", loader="avalanche", paper="Zhang et al. 2022",
            resume="RAR's replay iterator, which runs on from one experience into the next"),
     Method("scr", "avalanche.training:SCR", "SCR: supervised-contrastive replay with a nearest-class-mean "
-           "classifier", settings=CLASS_TASK, buffer="mem_size", defaults={"mem_size": 200},
+           "classifier", settings=("class",), buffer="mem_size", defaults={"mem_size": 200},
            why="200 as `replay` (Avalanche's default is 100)", model="scr", loader="avalanche",
            not_state=("augmentations",),
            conditions=_NO_CONDITIONS, paper="Mai et al. 2021"),

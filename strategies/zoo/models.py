@@ -8,14 +8,16 @@ Every harness backbone has `features(x)` (the penultimate representation) and a 
 | icarl               | feature extractor `Features(backbone)` + classifier `backbone.head`; Avalanche's   |
 |                     | ICaRL puts them in a TrainEvalModel with its nearest-mean-of-exemplars classifier  |
 | scr                 | Avalanche's SCRModel: `Features(backbone)` + a projection head Linear(H, H) -> ReLU |
-|                     | -> Linear(H, 128) (SCR's own), classified by class means at test time             |
+|                     | -> Linear(H, 128) (SCR's own), classified by class means at test time (scores     |
+|                     | padded to all classes)                                                            |
 | base-model          | `HarnessModel(backbone)`: `forward(x, task_labels)` and `get_features(x)`, as     |
 |                     | LaMAML and LFL call a model                                                       |
 | stores-features     | `StoresFeatures(backbone)`: the same forward, keeping the penultimate features in  |
 |                     | `.features`, as FeatureDistillationPlugin reads them                             |
 | packnet             | Avalanche's PackNetModel wrapping the backbone (a weight mask per task)           |
 | pnn                 | Avalanche's PNN: its own MLP columns (two layers of the backbone's hidden width;  |
-|                     | not the warm-started backbone, so it learns experience 0 itself)                 |
+|                     | not the warm-started backbone, so it learns experience 0 itself), its logits      |
+|                     | padded to all classes                                                             |
 | generative-replay   | a generator strategy: Avalanche's MlpVAE for the scenario's input shape (its      |
 |                     | default is fixed to 28x28), trained by VAETraining with Avalanche's settings      |
 |                     | (Adam lr 0.01, weight decay 1e-4, nhid 2), quiet                                 |
@@ -30,7 +32,7 @@ import math
 from typing import Any
 
 import torch
-from avalanche.models import PNN
+from avalanche.models import PNN, SCRModel
 from avalanche.models.base_model import BaseModel
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -79,11 +81,11 @@ def adapt(kind: str | None, backbone: nn.Module, setup: TrainingSetup, args: dic
     if kind == "stores-features":
         return {"model": StoresFeatures(backbone)}
     if kind == "scr":
-        from avalanche.models import SCRModel
-
         h = feature_dim(backbone, setup.info.input_shape)
         projection = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 128))
-        return {"model": SCRModel(Features(backbone), projection)}
+        scr = HarnessSCRModel(Features(backbone), projection)
+        scr.n_classes = setup.info.n_classes
+        return {"model": scr}
     if kind == "packnet":
         from avalanche.models.packnet import PackNetModel
 
@@ -140,5 +142,20 @@ class HarnessPNN(PNN):
     n_classes: int = 0
 
     def forward(self, x: Tensor, task_labels: Tensor) -> Tensor:
-        out = super().forward(x.flatten(1), task_labels)  # (B, largest label seen + 1)
-        return F.pad(out, (0, self.n_classes - out.shape[1]))  # (B, n_classes)
+        return pad_classes(super().forward(x.flatten(1), task_labels), self.n_classes)
+
+
+class HarnessSCRModel(SCRModel):
+    """Avalanche's SCRModel with its test-time scores (nearest class mean, over the classes seen so far)
+    padded to all the scenario's classes."""
+
+    n_classes: int = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        return out if self.training else pad_classes(out, self.n_classes)
+
+
+def pad_classes(scores: Tensor, n_classes: int) -> Tensor:
+    """(B, C) -> (B, n_classes): classes a model has no score for yet get one that never wins."""
+    return F.pad(scores, (0, n_classes - scores.shape[1]), value=-1e4)
