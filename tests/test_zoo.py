@@ -24,7 +24,6 @@ FAST = ["derpp", "er-ace", "icarl", "mas", "pnn"]  # the default suite's share; 
 # What a one-epoch run on split-digits (batch 32, 10 classes, 9 iterations per experience) needs:
 EXTRA = {
     "er-aml": ["mem_size=320"],  # ER_AML draws a full batch per class from the buffer and hangs on fewer
-    "rwalk": ["delta_t=1"],  # RWalk's scores update every delta_t (10) iterations; NaN with none
     "packnet": ["epochs=2"],  # one epoch to train, one to fine-tune after pruning
 }
 

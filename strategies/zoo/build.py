@@ -85,6 +85,8 @@ def _arguments(m: Method, options: dict[str, Any], model: nn.Module, setup: Trai
                         f"{setup.batch_size * setup.info.n_classes} or lower --set batch_size.")
     if m.name == "rwalk":  # its importances are normalised by scores it updates every delta_t iterations
         steps = min(-(-e.n_train // setup.batch_size) * setup.epochs for e in setup.info.experiences)
+        if args["delta_t"] is None:
+            args["delta_t"] = min(10, steps)
         if args["delta_t"] > steps:
             raise UserError(f"strategy 'rwalk': delta_t ({args['delta_t']}) is more than the training iterations "
                             f"of the shortest experience ({steps}), and RWalk's loss turns NaN then; lower delta_t.")

@@ -50,7 +50,7 @@ class Method:
     paper: str = ""
 
 
-_BATCH_MEM = ("the replay minibatch is as large as the incoming one (None: the run's batch size), as in "
+_BATCH_MEM = ("The replay minibatch is as large as the incoming one (None: the run's batch size), as in "
               "the paper and as `replay`'s buffer batches; Avalanche's default is 10")
 _NO_CONDITIONS = False
 _DER_BUFFER = "DER's buffer (Avalanche keeps the stored logits as a dataset attribute)"  # a template that reads minibatch columns by position (x, y, t): no condition tokens
@@ -127,13 +127,15 @@ METHODS: tuple[Method, ...] = (
     Method("mas", "avalanche.training.plugins:MASPlugin", "MAS: memory-aware synapses (output-sensitivity "
            "importances)", paper="Aljundi et al. 2018"),
     Method("rwalk", "avalanche.training.plugins:RWalkPlugin", "RWalk: Riemannian walk (online Fisher plus "
-           "path-integral importances)", relearn_first=True, paper="Chaudhry et al. 2018"),
+           "path-integral importances)", relearn_first=True, defaults={"delta_t": None},
+           why="delta_t None = 10 (Avalanche's default), or the training iterations of the shortest experience if "
+               "fewer: RWalk's scores update every delta_t iterations and its loss turns NaN with no update", paper="Chaudhry et al. 2018"),
     Method("lfl", "avalanche.training.plugins:LFLPlugin", "LFL: less-forgetting learning (keep the penultimate "
            "features of the previous model)", defaults={"lambda_e": 0.0001},
            why="Avalanche requires lambda_e; 1e-4 as its tests", model="base-model", paper="Jung et al. 2016"),
     Method("feature-distillation", "avalanche.training.plugins:FeatureDistillationPlugin", "feature distillation: "
            "cosine distance to the previous model's penultimate features", types={"alpha": "float"},
-           fixed={"mode": "cosine"}, why="mode is fixed to cosine: Avalanche 0.6.0's mse mode passes `dim` to "
+           fixed={"mode": "cosine"}, why="Mode is fixed to cosine: Avalanche 0.6.0's mse mode passes `dim` to "
            "F.mse_loss and fails",
            model="stores-features", paper="Avalanche"),
     Method("cwr-star", "avalanche.training.plugins:CWRStarPlugin", "CWR*: copy-weight-with-reinit of the head; "

@@ -106,7 +106,7 @@ def render() -> str:
         target = m.target.replace(":", ".")
         doc = f"'{m.name}': {target}."
         if m.why:
-            doc += f" {m.why[0].upper()}{m.why[1:]}."
+            doc += f" {m.why}."
         out += ["", "@dataclass(frozen=True)", f"class {name}:", f'    """{_wrap(doc, 4)}"""']
         out += [""] if fields else []
         for field_name, kind, default, comment in fields:

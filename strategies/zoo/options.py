@@ -249,11 +249,13 @@ class MasOptions:
 
 @dataclass(frozen=True)
 class RwalkOptions:
-    """'rwalk': avalanche.training.plugins.RWalkPlugin."""
+    """'rwalk': avalanche.training.plugins.RWalkPlugin. delta_t None = 10 (Avalanche's default), or the training
+    iterations of the shortest experience if fewer: RWalk's scores update every delta_t iterations and its loss
+    turns NaN with no update."""
 
     ewc_lambda: float = 0.1  # Avalanche's default
     ewc_alpha: float = 0.9  # Avalanche's default
-    delta_t: int = 10  # Avalanche's default
+    delta_t: int | None = None  # harness default (Avalanche: 10)
 
     def __post_init__(self) -> None:
         check_options(self, None)
