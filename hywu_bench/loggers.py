@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -110,12 +111,29 @@ def _wandb(logs: Path, spec: Any, attached: Attached) -> None:
     from avalanche.logging import WandBLogger
 
     (logs / "wandb").mkdir(exist_ok=True)
-    # Offline unless the user chose a mode: a run never needs the network, and can be synced later.
-    params = {} if os.environ.get("WANDB_MODE") else {"mode": "offline"}
+    # Offline unless the user chose a mode: a run never needs the network, and can be synced later. The id
+    # is ours: Avalanche 0.6.0 asks `wandb.util.generate_id`, which recent wandb releases no longer have.
+    params = {"id": uuid.uuid4().hex[:12], **({} if os.environ.get("WANDB_MODE") else {"mode": "offline"})}
     logger = WandBLogger(project_name="hywu-bench", run_name=f"{spec.scenario_label}/{spec.run_name}/seed{spec.seed}",
                          dir=str(logs / "wandb"), config=spec.to_dict(), params=params)
+    if not hasattr(logger.wandb, "viz"):  # wandb >= 0.19 moved CustomChart, which Avalanche 0.6.0 checks for
+        logger.wandb = _WandbWithViz(logger.wandb)
     attached.loggers.append(logger)
     attached.closers.append(logger.wandb.finish)
+
+
+class _WandbWithViz:
+    """The wandb module as Avalanche 0.6.0's WandBLogger reads it: `wandb.viz.CustomChart` is
+    `wandb.plot.CustomChart` in recent releases. Everything else is the module itself."""
+
+    def __init__(self, wandb: Any):
+        from types import SimpleNamespace
+
+        self._wandb = wandb
+        self.viz = SimpleNamespace(CustomChart=wandb.plot.CustomChart)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wandb, name)
 
 
 _MAKERS = {"text": _text, "csv": _csv, "tensorboard": _tensorboard, "wandb": _wandb}

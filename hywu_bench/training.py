@@ -70,6 +70,10 @@ def plugin_memory_bytes(plugin: Any, live: nn.Module | None = None) -> int:
             seen.add(id(t))
             total += t.numel() * t.element_size()
 
+    def add_bytes(n: int) -> None:
+        nonlocal total
+        total += n
+
     def visit(obj: Any, depth: int = 0) -> None:
         if depth > 4 or obj is None or id(obj) in seen:
             return
@@ -86,8 +90,11 @@ def plugin_memory_bytes(plugin: Any, live: nn.Module | None = None) -> int:
         elif isinstance(obj, (list, tuple)):
             for v in obj:
                 visit(v, depth + 1)
-        elif hasattr(obj, "_flat_data"):  # an Avalanche dataset: a replay buffer of raw inputs
+        elif hasattr(obj, "_flat_data"):  # an Avalanche dataset: a replay buffer of raw inputs (or features)
             tensors = dataset_tensors(obj)
+            if tensors is None and len(obj):  # not plain tensors: its length times one item's tensors
+                item = [t for t in obj[0][:-1] if isinstance(t, Tensor)]  # not the task label
+                add_bytes(len(obj) * sum(t.numel() * t.element_size() for t in item))
             for t in (tensors or [])[:-1]:  # inputs, labels, conditions; not the task labels
                 add_tensor(t)
         elif hasattr(obj, "__dict__") and not (inspect.isroutine(obj) or isinstance(obj, type)):
@@ -129,8 +136,9 @@ class CheckpointMixin:
             load_plugin_state(plugin, plugin_state, self)
 
     def stored_memory_bytes(self) -> int:
-        live = getattr(self, "model", None)
-        return sum(plugin_memory_bytes(p, live) for p in self.plugins if not isinstance(p, _RunnerPlugin))
+        live, evaluator = getattr(self, "model", None), getattr(self, "evaluator", None)
+        return sum(plugin_memory_bytes(p, live) for p in self.plugins
+                   if not isinstance(p, _RunnerPlugin) and p is not evaluator)
 
 
 class PrecisionMixin:

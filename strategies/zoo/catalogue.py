@@ -139,7 +139,7 @@ METHODS: tuple[Method, ...] = (
            "F.mse_loss and fails",
            model="stores-features", paper="Avalanche"),
     Method("cwr-star", "avalanche.training.plugins:CWRStarPlugin", "CWR*: copy-weight-with-reinit of the head; "
-           "the rest of the model frozen after the first experience", fixed={"model": "@model",
+           "the rest of the model frozen after the first experience", relearn_first=True, fixed={"model": "@model",
            "cwr_layer_name": "head", "freeze_remaining_model": True}, paper="Lomonaco et al. 2020"),
     Method("slda", "avalanche.training:StreamingLDA", "deep streaming LDA on the warm-started backbone's frozen "
            "features", settings=CLASS_TASK, fixed={"slda_model": "@features", "input_size": "@feature_dim",
