@@ -60,6 +60,7 @@ def plugin_memory_bytes(plugin: Any, live: nn.Module | None = None) -> int:
     kept memory and are not counted."""
     total = 0
     seen: set[int] = set()
+    alive: list[Any] = []  # what was visited stays referenced, so no id is reused by a later temporary
     if live is not None:
         seen.update(id(t) for t in [*live.parameters(), *live.buffers()])
         seen.add(id(live))
@@ -68,6 +69,7 @@ def plugin_memory_bytes(plugin: Any, live: nn.Module | None = None) -> int:
         nonlocal total
         if id(t) not in seen:
             seen.add(id(t))
+            alive.append(t)
             total += t.numel() * t.element_size()
 
     def add_bytes(n: int) -> None:
@@ -77,6 +79,7 @@ def plugin_memory_bytes(plugin: Any, live: nn.Module | None = None) -> int:
     def visit(obj: Any, depth: int = 0) -> None:
         if depth > 4 or obj is None or id(obj) in seen:
             return
+        alive.append(obj)
         if isinstance(obj, Tensor):
             add_tensor(obj)
             return
@@ -97,6 +100,9 @@ def plugin_memory_bytes(plugin: Any, live: nn.Module | None = None) -> int:
                 add_bytes(len(obj) * sum(t.numel() * t.element_size() for t in item))
             for t in (tensors or [])[:-1]:  # inputs, labels, conditions; not the task labels
                 add_tensor(t)
+            if tensors is not None and len(obj) and len(obj[0]) > len(tensors):  # e.g. DER's stored logits
+                extra = [t for t in obj[0][len(tensors):] if isinstance(t, Tensor)]
+                add_bytes(len(obj) * sum(t.numel() * t.element_size() for t in extra))
         elif hasattr(obj, "__dict__") and not (inspect.isroutine(obj) or isinstance(obj, type)):
             for name, v in vars(obj).items():
                 if name not in ("strategy",):

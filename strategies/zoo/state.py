@@ -49,5 +49,7 @@ class ZooStateMixin:
         restore_vars(self, state["own"], self)
 
     def stored_memory_bytes(self) -> int:
-        own = SimpleNamespace(**{name: getattr(self, name) for name in self.own_fields})
+        # not the last minibatch's replayed inputs and outputs (`mb_buffer_x`, DER's `batch_logits`)
+        kept = [name for name in self.own_fields if not name.startswith(("mb_", "batch_"))]
+        own = SimpleNamespace(**{name: getattr(self, name) for name in kept})
         return super().stored_memory_bytes() + plugin_memory_bytes(own, self.model)
