@@ -29,6 +29,7 @@ from hywu_bench.errors import UserError
 from hywu_bench.executors import (Executor, ExecutorOptions, Listener, LocalExecutor, Outcome, ProcessExecutor,
                                   SilentListener, make_executor, run_one)
 from hywu_bench.executors.base import stored_outcome
+from hywu_bench.memory import check_budget_request
 
 __all__ = ["CompareResult", "Executor", "ExecutorOptions", "Listener", "LocalExecutor", "Outcome", "Planned",
            "ProcessExecutor", "SilentListener", "compare", "grid", "make_executor", "plan", "run_one", "run_planned",
@@ -99,12 +100,15 @@ def plan(scenario: str, strategies: Sequence[str], seeds: Sequence[int], sets: S
         own = _variant_sets(variant, _sets_for(variant.strategy, sets, names, scenario))
         own, match = _take_match(own)
         for seed in seeds:
-            placeholder = ["memory_budget=1"] if match else []  # a budget is coming: validate with one now
             spec = resolve_spec(flags={**(flags or {}), "scenario": scenario, "strategy": variant.strategy,
-                                       "seed": seed}, sets=own + placeholder)
-            planned.append(Planned(replace(spec, memory_budget=None) if match else spec, match))
+                                       "seed": seed}, sets=own)
+            planned.append(Planned(spec, match))
     _check_names(planned)
-    return _resolve_targets(planned)
+    planned = _resolve_targets(planned)
+    for p in planned:  # a budget is coming: refuse now what it would contradict, before anything runs
+        if p.match:
+            check_budget_request(STRATEGIES.get(p.spec.strategy), 1, p.spec.strategy_options)
+    return planned
 
 
 def grid(scenario: str, strategies: Sequence[str], seeds: Sequence[int], sets: Sequence[str] = (),

@@ -101,7 +101,7 @@ def _print_rendered(rendered: Any) -> None:
 @user_errors
 def compare_command(
     scenario: Annotated[str, typer.Option(help="Scenario name (see `hywu-bench list`).")],
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu; a strategy's variants in brackets, each run stored under its own name: replay[mem_size=100,500] (replay-mem_size100, replay-mem_size500), ';' between keys for a cartesian product: replay[mem_size=100,500;buffer=class,experience].")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu; a strategy's variants in brackets, each run stored under its own name: replay\\[mem_size=100,500] (replay-mem_size100, replay-mem_size500), ';' between keys for a cartesian product: replay\\[mem_size=100,500;buffer=class,experience].")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds or ranges, e.g. 0,1,2 or 0-4.")] = "0,1,2",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
     device: Device = None,
