@@ -47,6 +47,7 @@ def test_kinds_add_up_and_stored_leaves_out_the_extra_parameters():
     # LwF: one copy of the previous model
     ("lwf", [], MemoryBytes(model_state=MLP_BYTES)),
     ("naive", [], MemoryBytes()),
+    ("cumulative", [], MemoryBytes(raw_inputs=(254 + 252) * DIGIT)),  # all of split-digits' first two experiences
 ])
 def test_avalanche_plugins_by_kind(strategy, sets, expected):
     built = trained(strategy, 2, sets)
