@@ -85,11 +85,19 @@ _INFO_CACHE: dict[str, Any] = {}
 
 def scenario_info(spec: RunSpec) -> Any:
     """The scenario's description (ScenarioInfo) for `spec`, its data built once per process and dropped."""
-    key = json.dumps([spec.scenario, spec.seed, spec.scenario_options, spec.data_root, spec.download],
-                     sort_keys=True, default=str)
+    key = json.dumps([spec.scenario, spec.seed, spec.scenario_options, spec.data_root, spec.download,
+                      spec.validation], sort_keys=True, default=str)
     if key not in _INFO_CACHE:
         load_builtins()
-        _INFO_CACHE[key] = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options).info
+        scenario = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options)
+        if spec.validation:  # the experiences' sizes as the run sees them (a budget's count depends on them)
+            from hywu_bench.data import holdout
+
+            try:
+                scenario = holdout(scenario, spec.validation, spec.seed)
+            except ValueError as err:
+                raise UserError(f"--set validation={spec.validation:g}: {err}") from None
+        _INFO_CACHE[key] = scenario.info
     return _INFO_CACHE[key]
 
 
