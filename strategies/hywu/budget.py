@@ -20,6 +20,11 @@ from strategies.hywu.options import HYWUOptions
 
 def anchor_costs(spec: Any, info: Any, options: HYWUOptions) -> tuple[int, int]:
     """(fixed bytes, bytes per anchor) of HY-WU's functional memory for this run."""
+    with torch.random.fork_rng(devices=[]):  # sizing must not move the run's random stream
+        return _measure(spec, info, options)
+
+
+def _measure(spec: Any, info: Any, options: HYWUOptions) -> tuple[int, int]:
     from strategies.hywu.strategy import build_hywu
 
     backbone = build_backbone(spec.backbone, info.input_shape, info.n_classes, spec.seed)
