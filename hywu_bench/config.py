@@ -65,7 +65,8 @@ class RunSpec:
             (0 <= self.validation < 1, f"validation must be a fraction in [0, 1) (got {self.validation})"),
             (self.eval_batch_size > 0, f"eval_batch_size must be > 0 (got {self.eval_batch_size})"),
             (bool(_DEVICE.match(self.device)), f"unknown device '{self.device}'; use auto, cpu, cuda or cuda:K"),
-            (self.memory_budget is None or self.memory_budget > 0, f"memory_budget must be > 0 bytes (got {self.memory_budget})"),
+            (self.memory_budget is None or self.memory_budget > 0,
+             f"memory_budget must be > 0 bytes (got {self.memory_budget})"),
             (self.name is None or re.fullmatch(r"[A-Za-z0-9_.+-]+", self.name) is not None,
              f"name '{self.name}' may only contain letters, digits and _ . + -"),
         ]

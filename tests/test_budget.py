@@ -108,7 +108,8 @@ class FakeExecutor:
             self.seen.append(spec)
             path = self.root / spec.run_name / f"seed{spec.seed}"
             path.mkdir(parents=True)
-            results.atomic_write_text(path / "accuracy_matrix.csv", results.matrix_to_csv(np.zeros(1), np.zeros((1, 1))))
+            matrix = results.matrix_to_csv(np.zeros(1), np.zeros((1, 1)))
+            results.atomic_write_text(path / "accuracy_matrix.csv", matrix)
             results.atomic_write_json(path / "config.json", {})
             stored = 0 if spec.strategy == "naive" else 1000 * (spec.seed + 1)
             results.atomic_write_json(path / "metrics.json", {"stored_memory_bytes": stored})
@@ -129,7 +130,8 @@ def test_match_gives_each_run_the_bytes_of_the_same_seed(tmp_path):
                                tmp_path / "out", FakeExecutor(tmp_path / "f2"))
     assert [o.ok for o in failed] == [False, True, False, False]
     assert failed[2].error == "its budget is the memory of lwf seed 0, which failed"
-    assert failed[3].error == "its budget is the memory of naive seed 0, which stored no memory (0 bytes): nothing to match"
+    assert failed[3].error == ("its budget is the memory of naive seed 0, which stored no memory (0 bytes): "
+                               "nothing to match")
 
 
 def test_match_must_name_a_run_of_the_grid(tmp_path):
@@ -147,7 +149,8 @@ def test_match_must_name_a_run_of_the_grid(tmp_path):
 
 def test_match_in_compare_end_to_end_and_a_rerun_reuses_every_run(tmp_path):
     args = ["compare", "--scenario", "split-digits", "--strategies", "hywu,replay", "--set", "memory_budget=match:hywu",
-            "--seeds", "0,1", "--set", "epochs=1", "--set", "hywu.bank_size=4", "--set", "hywu.anchors_per_experience=20",
+            "--seeds", "0,1", "--set", "epochs=1", "--set", "hywu.bank_size=4",
+            "--set", "hywu.anchors_per_experience=20",
             "--out", str(tmp_path), "-q"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -156,7 +159,8 @@ def test_match_in_compare_end_to_end_and_a_rerun_reuses_every_run(tmp_path):
         replay, config = _stored(tmp_path / "split-digits" / "replay" / f"seed{seed}")
         budget = hywu["stored_memory_bytes"]
         assert replay["memory_budget_bytes"] == budget and config["requested_spec"]["memory_budget"] == budget
-        assert replay["memory_budget_status"] == "sized" and abs(replay["stored_memory_bytes"] - budget) <= 0.05 * budget
+        assert replay["memory_budget_status"] == "sized"
+        assert abs(replay["stored_memory_bytes"] - budget) <= 0.05 * budget
         assert hywu["memory_budget_bytes"] is None and hywu["memory"]["raw_inputs"] == 0 < hywu["memory"]["derived"]
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "4 runs: 0 done, 4 skipped" in again.output, again.output

@@ -81,7 +81,7 @@ def test_old_embeddings_are_frozen_and_the_current_one_learns():
     # the old one's snapshot (float32) is stored; both embeddings (float32), their task labels (int64) and
     # class masks (bool) are parameters of the deployed model, with the hypernetwork
     assert model.memory_bytes() == MemoryBytes(model_state=model.n_outputs * 4,
-                                               extra_parameters=module_bytes(model.generator) + 2 * 8 * 4 + 2 * 8 + 2 * 4)
+                                               extra_parameters=module_bytes(model.generator) + 2 * (8 * 4 + 8 + 4))
 
 
 def test_entropy_picks_the_most_confident_task():

@@ -177,6 +177,7 @@ def test_runs_a_short_stream(strategy, sets, extra, tmp_path_factory):
     # adapters are parameters of the deployed model, not memory kept for the past
     assert record.metrics["memory"] == {"raw_inputs": 0, "derived": 0, "model_state": 0, "extra_parameters": extra}
     assert record.metrics["stored_memory_bytes"] == 0
-    assert record.metrics["per_experience"][1]["memory"]["extra_parameters"] == (extra if strategy == "lora" else extra // 4)
+    after_one = record.metrics["per_experience"][1]["memory"]["extra_parameters"]
+    assert after_one == (extra if strategy == "lora" else extra // 4)  # one adapter after the first trained experience
     if strategy == "lora-per-task":  # each task keeps its own adapter and its own classes: no forgetting
         assert record.metrics["forgetting"] == pytest.approx(0.0)

@@ -54,7 +54,8 @@ def test_run_names_that_would_collide_are_refused_with_the_fix():
 
 
 def test_variants_run_and_are_stored_apart(tmp_path):
-    result = CliRunner().invoke(app, ["compare", "--scenario", "split-digits", "--strategies", "naive,replay[mem_size=20,40]",
+    result = CliRunner().invoke(app, ["compare", "--scenario", "split-digits",
+                                      "--strategies", "naive,replay[mem_size=20,40]",
                                       "--seeds", "0", "--set", "epochs=1", "--out", str(tmp_path), "-q"])
     assert result.exit_code == 0, result.output
     assert "3 runs: 3 done" in result.output

@@ -97,5 +97,6 @@ def list_command(plugin: Plugins = None) -> None:
                 typer.echo("      options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
             budget = entry.budget
             if budget is not None:
-                typer.echo(f"      a memory budget sizes: {budget.option} (items {'per experience' if budget.per == 'experience' else 'in all'})")
+                per = "per experience" if budget.per == "experience" else "in all"
+                typer.echo(f"      a memory budget sizes: {budget.option} (items {per})")
         typer.echo("")

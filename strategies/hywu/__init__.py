@@ -13,4 +13,5 @@ from strategies.hywu.options import TUNED, HYWUOptions
 STRATEGIES.register("hywu", help="HY-WU: a frozen base adapted per instance by generated low-rank updates, "
                     "with functional memory on condition anchors", settings=ALL_SETTINGS, options=HYWUOptions,
                     builder="strategies.hywu.strategy:build_hywu", tuned=TUNED,
-                    budget=Budget("anchors_per_experience", per="experience", sizer="strategies.hywu.budget:anchor_costs"))
+                    budget=Budget("anchors_per_experience", per="experience",
+                                  sizer="strategies.hywu.budget:anchor_costs"))
