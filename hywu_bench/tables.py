@@ -2,10 +2,13 @@
 
 pandas and numpy only: `hywu-bench report` re-renders everything without importing torch.
 
-Every table is mean +- std over seeds (sample std, ddof=1; one seed gives no std). Accuracy-like columns
-are shown in percent. The best value of each column is bold among the continual-learning methods; the
-reference methods (`REFERENCES`: joint and cumulative training, the oracle lora-per-task) are marked with
-a dagger and never bold, because they are upper bounds rather than competitors.
+Every table is mean +- std over seeds (sample std, ddof=1; one seed gives no std) with the 95% confidence
+interval of the mean (Student t, `stats.mean_ci`). Accuracy-like columns are shown in percent. Bold: the
+best method of each column and every method not significantly different from it (paired over seeds,
+`stats.ties_with_best`; the CSV has `<metric>_p` and `<metric>_tied`). Roles and order come from the
+strategy registry (`ranking`): references (joint, cumulative training; marked †) and oracles (task labels
+at test time; ‡) are never bold, because they are bounds rather than competitors. A method that stores
+something gets a row "replay at equal bytes" under it when a replay variant within 5% of its bytes ran.
 
 A run folder that is unfinished (no COMPLETE marker) or unreadable is skipped with a warning that names it;
 the rest are rendered.
@@ -13,6 +16,7 @@ the rest are rendered.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -22,16 +26,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from hywu_bench import metrics, results
+from hywu_bench import metrics, ranking, results
 
 log = logging.getLogger(__name__)
 
 KEYS = ["scenario", "strategy", "seed"]
-REFERENCES = ("joint", "cumulative", "lora-per-task")
-# The order methods appear in tables and figures; unknown names follow, sorted.
-CANONICAL_ORDER = ("naive", "joint", "cumulative", "replay", "ewc", "si", "lwf", "agem",
-                   "lora", "olora", "lora-per-task", "hnet", "hywu")
-COSTS = ["train_seconds", "samples_per_second", "trainable_parameters", "stored_memory_bytes"]
+METRICS = ["acc", "learning_acc", "bwt", "forgetting", "fwt", "aia", "plasticity_floor"]  # from R, per run
+MEMORY_KINDS = ("raw_inputs", "derived", "model_state", "extra_parameters")  # metrics.json "memory", bytes
+COSTS = ["train_seconds", "samples_per_second", "trainable_parameters", "stored_memory_bytes",
+         *[f"memory_{kind}" for kind in MEMORY_KINDS], "memory_budget_bytes"]
+META = ["base", "role", "budget_status", "options"]  # per run as stored; None where an older run lacks them
 INTERFERENCE_FILE = "interference.json"
 
 
@@ -41,18 +45,31 @@ class Column:
     header: str
     higher_is_better: bool | None  # None: no best value is marked (e.g. cosines, where neither end is "good")
     kind: str  # pct | seconds | rate | count | bytes
+    mark: str = ""  # a text column whose "over"/"under" is shown after the cell (the budget status)
+    optional: bool = False  # left out of Markdown and LaTeX when no run has it (older runs)
 
 
+STORED = Column("stored_memory_bytes", "Stored memory", False, "bytes", mark="budget_status")
 FORGETTING_COLUMNS = (
     Column("acc", "ACC", True, "pct"),
     Column("learning_acc", "Learning acc.", True, "pct"),
     Column("bwt", "BWT", True, "pct"),
     Column("forgetting", "Forgetting", False, "pct"),
     Column("fwt", "FWT", True, "pct"),
+    Column("aia", "AIA", True, "pct"),
+    Column("plasticity_floor", "Plasticity floor", True, "pct"),
+    STORED,
+)
+COST_COLUMNS = (
     Column("train_seconds", "Train time (s)", False, "seconds"),
     Column("samples_per_second", "Samples/s", True, "rate"),
     Column("trainable_parameters", "Trainable params", False, "count"),
-    Column("stored_memory_bytes", "Stored memory", False, "bytes"),
+    Column("memory_raw_inputs", "Raw inputs", None, "bytes", optional=True),
+    Column("memory_derived", "Derived", None, "bytes", optional=True),
+    Column("memory_model_state", "Model state", None, "bytes", optional=True),
+    Column("memory_extra_parameters", "Extra params", None, "bytes", optional=True),
+    STORED,
+    Column("memory_budget_bytes", "Budget", None, "bytes", optional=True),
 )
 
 
@@ -66,10 +83,9 @@ class Loaded:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (run folder, why)
 
 
-def order_strategies(names: Any) -> list[str]:
-    names = list(dict.fromkeys(names))
-    known = [n for n in CANONICAL_ORDER if n in names]
-    return known + sorted(n for n in names if n not in CANONICAL_ORDER)
+def order_strategies(names: Any, info: dict[str, ranking.Method] | None = None) -> list[str]:
+    """Registry order of the base strategies (`Entry.order`), a base before its variants; unknown names last."""
+    return ranking.order(names, info)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -92,11 +108,23 @@ def _run_rows(run: results.StoredRun) -> list[dict[str, Any]]:
     # The scenario is the results folder's name: a scenario read from a file is stored under its file's name.
     base = {"scenario": run.path.parent.parent.name, "strategy": run.config.get("run_name", spec.get("strategy")),
             "seed": int(spec.get("seed", 0))}
-    costs = {k: _number(run.metrics.get(k)) for k in COSTS}
+    costs = {k: _number(run.metrics.get(k)) for k in COSTS[:4]}
+    memory = run.metrics.get("memory") if isinstance(run.metrics.get("memory"), dict) else {}
+    costs.update({f"memory_{k}": _number(memory.get(k)) for k in MEMORY_KINDS})
+    costs["memory_budget_bytes"] = _number(run.metrics.get("memory_budget_bytes"))
     T = run.R.shape[0]
     return [{**base, "after": i, "exp": j, "acc": run.R[i, j], "before": run.before[j],
-             "exp_label": labels[j] if j < len(labels) else f"exp{j}", **costs}
+             "exp_label": labels[j] if j < len(labels) else f"exp{j}", **costs, **_meta(run)}
             for i in range(T) for j in range(T)]
+
+
+def _meta(run: results.StoredRun) -> dict[str, Any]:
+    strategy = run.config.get("strategy") if isinstance(run.config.get("strategy"), dict) else {}
+    options = strategy.get("options")
+    status = run.metrics.get("memory_budget_status")
+    return {"base": strategy.get("name"), "role": strategy.get("role"),
+            "budget_status": status if isinstance(status, str) else None,
+            "options": json.dumps(options, sort_keys=True, default=str) if isinstance(options, dict) else None}
 
 
 def _number(value: Any) -> float:
@@ -131,7 +159,7 @@ def load(out: str | Path, scenarios: Sequence[str] | None = None) -> Loaded:
             log.warning("ignoring %s: %s: %s", path / INTERFERENCE_FILE, type(err).__name__, err)
     for path, why in skipped:
         log.warning("skipping run %s: %s", path, why)
-    columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS
+    columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS + META
     return Loaded(pd.DataFrame(rows, columns=columns),
                   pd.DataFrame(probes, columns=KEYS + ["kind", "i", "j", "value"]),
                   pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2", "ev1", "ev2"]), skipped)
@@ -170,7 +198,8 @@ def _matrix(run: pd.DataFrame) -> np.ndarray:
 
 
 def run_metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: the accuracy-matrix metrics (recomputed from R) and the stored costs."""
+    """One row per run: the accuracy-matrix metrics (recomputed from R), the stored costs and what the run
+    says about itself (base strategy, role, budget status, options)."""
     out = []
     for key, run in frame.groupby(KEYS, sort=False):
         R = _matrix(run)
@@ -180,30 +209,43 @@ def run_metrics(frame: pd.DataFrame) -> pd.DataFrame:
         row.update(metrics.summary(R, before))
         for cost in COSTS:
             row[cost] = run[cost].iloc[0] if cost in run else math.nan
+        for meta in META:
+            row[meta] = run[meta].iloc[0] if meta in run else None
         out.append(row)
-    return pd.DataFrame(out, columns=KEYS + ["acc", "learning_acc", "bwt", "forgetting", "fwt"] + COSTS)
+    return pd.DataFrame(out, columns=KEYS + METRICS + COSTS + META)
 
 
 def _aggregate(per_run: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
-    grouped = per_run.groupby(by, sort=False)[values]
-    mean, std = grouped.mean(), grouped.std(ddof=1)
-    table = pd.concat({"mean": mean, "std": std}, axis=1)
-    table.columns = [f"{metric}_{stat}" for stat, metric in table.columns]
-    table["n_seeds"] = per_run.groupby(by, sort=False).size()
-    ordered = [f"{v}_{s}" for v in values for s in ("mean", "std")] + ["n_seeds"]
-    return table[ordered]
+    return ranking.aggregate(per_run, by, values)
 
 
-def _sort(table: pd.DataFrame) -> pd.DataFrame:
-    order = order_strategies(table.index.get_level_values("strategy"))
+def _sort(table: pd.DataFrame, info: dict[str, ranking.Method] | None = None) -> pd.DataFrame:
+    order = order_strategies(table.index.get_level_values("strategy"), info)
     rank = {name: k for k, name in enumerate(order)}
     return table.sort_index(key=lambda idx: idx.map(rank) if idx.name == "strategy" else idx)
 
 
 def forgetting_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (scenario, strategy): `<metric>_mean`, `<metric>_std` for every forgetting column, and n_seeds."""
+    """Per (scenario, strategy): for every metric and cost `<key>_mean`, `_std`, `_ci_lo`, `_ci_hi` and, where
+    a column has a best value, `_p` and `_tied`; n_seeds, test, base, role, budget_status and
+    equal_bytes_replay (the replay variant at equal bytes, or "")."""
     per_run = run_metrics(frame)
-    return _sort(_aggregate(per_run, ["scenario", "strategy"], [c.key for c in FORGETTING_COLUMNS]))
+    info = ranking.frame_methods(per_run)
+    values = METRICS + COSTS
+    table = ranking.aggregate(per_run, ["scenario", "strategy"], values)
+    columns = {c.key: c for c in FORGETTING_COLUMNS + COST_COLUMNS}
+    table = ranking.mark_ties(table, per_run, [columns[v] for v in values if v in columns], info)
+    names = table.index.get_level_values("strategy")
+    table["base"] = [info[n].base for n in names]
+    table["role"] = [info[n].role for n in names]
+    status = per_run.groupby(["scenario", "strategy"], sort=False)["budget_status"].agg(ranking.budget_status)
+    table["budget_status"] = status.reindex(table.index).fillna("")
+    near = ranking.equal_bytes(table, info)
+    table["equal_bytes_replay"] = [near[ix][-1] if ix in near else "" for ix in table.index]
+    stat_columns = [f"{v}_{s}" for v in values for s in ("mean", "std", "ci_lo", "ci_hi", "p", "tied")
+                    if f"{v}_{s}" in table]
+    return _sort(table[stat_columns + ["n_seeds", "test", "base", "role", "budget_status", "equal_bytes_replay"]],
+                 info)
 
 
 def step_interference_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -226,7 +268,7 @@ def step_interference_long(frame: pd.DataFrame) -> pd.DataFrame:
 def matrix_table(long: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of a long (scenario, strategy, seed, [kind,] i, j, value) matrix frame."""
     by = [c for c in ("scenario", "strategy", "kind", "i", "j") if c in long]
-    table = _aggregate(long, by, ["value"]).rename(columns={"value_mean": "mean", "value_std": "std"})
+    table = _aggregate(long, by, ["value"]).rename(columns=lambda c: c.removeprefix("value_"))
     return _sort(table) if len(table) else table
 
 
@@ -234,7 +276,10 @@ def step_interference_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: mean of I[i, j] over all j < i, and the worst single step, mean +- std over seeds."""
     long = step_interference_long(frame)
     per_run = long.groupby(KEYS, sort=False)["value"].agg(mean_interference="mean", max_interference="max")
-    return _sort(_aggregate(per_run.reset_index(), ["scenario", "strategy"], ["mean_interference", "max_interference"]))
+    per_run = per_run.reset_index()
+    info = ranking.frame_methods(frame)
+    table = _aggregate(per_run, ["scenario", "strategy"], ["mean_interference", "max_interference"])
+    return _sort(ranking.mark_ties(table, per_run, INTERFERENCE_COLUMNS, info), info)
 
 
 def probe_summary(probes: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -274,72 +319,114 @@ def _scaled(value: float, kind: str) -> tuple[float, str, str]:
     return value, ".3g", ""
 
 
+def format_bytes(value: float) -> str:
+    number, spec, unit = _scaled(float(value), "bytes")
+    return f"{format(number, spec)} {unit}"
+
+
 def _shown(mean: float, kind: str) -> float | None:
     """The mean as displayed (rounded), for finding ties in the best value."""
     if mean is None or pd.isna(mean):
         return None
     number, spec, unit = _scaled(float(mean), kind)
-    return float(format(number, spec).replace(",", "")) * {"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}.get(unit, 1)
+    return float(format(number, spec).replace(",", "")) * UNITS.get(unit, 1)
+
+
+UNITS = {"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}
 
 
 @dataclass(frozen=True)
 class Style:
     pm: str  # between mean and std
     bold: Callable[[str], str]
-    wrap: Callable[[str], str]  # the whole cell
+    wrap: Callable[[str], str]  # the whole mean +- std
     number: Callable[[str], str]  # a formatted number (digit group commas)
     unit: Callable[[str], str]  # " KiB"
-    dagger: str
+    ci: Callable[[str, str], str]  # the 95% interval after the cell: " [lo, hi]"
+    marks: dict[str, str]  # role -> mark after a name (references, oracles)
+    equal_bytes: Callable[[str], str]  # the name cell of a "replay at equal bytes" row
     missing: str
     escape: Callable[[str], str]
 
 
-def _cell(mean: float, std: float, kind: str, style: Style, best: bool) -> str:
+def _cell(table: pd.DataFrame, ix: Any, column: Column, style: Style, best: bool) -> str:
+    """mean +- std [ci_lo, ci_hi] in display units, bold when `best`; over/under budget marked."""
+    value = lambda stat: table.at[ix, f"{column.key}_{stat}"] if f"{column.key}_{stat}" in table else math.nan
+    mean, std = value("mean"), value("std")
     if mean is None or pd.isna(mean):
         return style.missing
-    number, spec, unit = _scaled(float(mean), kind)
+    number, spec, unit = _scaled(float(mean), column.kind)
+    scale = lambda v: format((100 * v if column.kind == "pct" else v / UNITS.get(unit, 1)), spec)
     text = style.number(format(number, spec))
-    # Costs that do not vary over seeds (parameter counts, buffer sizes) show no "+- 0".
-    if std is not None and not pd.isna(std) and (kind not in ("count", "bytes") or std > 0):
-        spread = std / ({"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}.get(unit, 1) if kind == "bytes" else 1)
-        spread = 100 * spread if kind == "pct" else spread
-        text += style.pm + style.number(format(spread, spec))
+    # Costs that do not vary over seeds (parameter counts, buffer sizes) show no "+- 0" and no interval.
+    varies = not pd.isna(std) and (column.kind not in ("count", "bytes") or std > 0)
+    if varies:
+        text += style.pm + style.number(scale(std))
     if unit:
         text += style.unit(unit)
-    return style.wrap(style.bold(text) if best else text)
+    text = style.wrap(style.bold(text) if best else text)
+    if varies and not pd.isna(value("ci_lo")):
+        text += style.ci(style.number(scale(value("ci_lo"))), style.number(scale(value("ci_hi"))))
+    status = table.at[ix, column.mark] if column.mark and column.mark in table else ""
+    if isinstance(status, str) and status.startswith(("over", "under")):
+        text += f" ({status})"
+    return text
 
 
-def _best(table: pd.DataFrame, column: Column) -> set[Any]:
-    """Index labels whose displayed mean equals the best displayed mean, among non-reference methods."""
+def _flag(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def _best(table: pd.DataFrame, column: Column, info: dict[str, ranking.Method]) -> set[Any]:
+    """Rows to make bold: the best ranked method of the column and those tied with it (`<key>_tied`, or the
+    same displayed mean). Nothing when fewer than two methods have a value or all show the same."""
+    if column.higher_is_better is None or f"{column.key}_mean" not in table:
+        return set()
     shown = {ix: _shown(table.at[ix, f"{column.key}_mean"], column.kind) for ix in table.index
-             if _strategy(ix) not in REFERENCES}
+             if info[_strategy(ix)].ranked}
     shown = {ix: v for ix, v in shown.items() if v is not None}
-    if column.higher_is_better is None or len(shown) < 2 or len(set(shown.values())) < 2:
-        return set()  # one method, or all equal: nothing stands out
+    if len(shown) < 2 or len(set(shown.values())) < 2:
+        return set()
     target = max(shown.values()) if column.higher_is_better else min(shown.values())
-    return {ix for ix, v in shown.items() if v == target}
+    tied = f"{column.key}_tied"
+    return {ix for ix, v in shown.items() if v == target or (tied in table and _flag(table.at[ix, tied]))}
 
 
 def _strategy(ix: Any) -> str:
     return ix[-1] if isinstance(ix, tuple) else ix
 
 
-def format_rows(table: pd.DataFrame, columns: tuple[Column, ...], style: Style) -> list[list[str]]:
-    """Rows of display cells (method name first) with the best value per column made bold."""
+def _one_scenario(table: pd.DataFrame) -> pd.DataFrame:
     if "scenario" in (table.index.names or []):
         scenarios = table.index.get_level_values("scenario").unique()
         if len(scenarios) > 1:
             raise ValueError(f"one scenario per table; this one has {', '.join(map(str, scenarios))}")
         table = table.droplevel("scenario")
-    best = {c.key: _best(table, c) for c in columns}
+    return table
+
+
+def shown_columns(table: pd.DataFrame, columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """The columns to display: optional ones only where some run has a value."""
+    return tuple(c for c in columns if not c.optional or
+                 (f"{c.key}_mean" in table and table[f"{c.key}_mean"].notna().any()))
+
+
+def format_rows(table: pd.DataFrame, columns: tuple[Column, ...], style: Style,
+                equal_bytes: bool = False) -> list[list[str]]:
+    """Rows of display cells (method name first), best and tied per column bold; with `equal_bytes`, the
+    replay variant at a method's bytes (`equal_bytes_replay`) as an unranked row under it."""
+    table = _one_scenario(table)
+    info = ranking.methods(table.index, *(dict(zip(table.index, table[k])) if k in table else None
+                                          for k in ("base", "role")))
+    best = {c.key: _best(table, c, info) for c in columns}
     rows = []
     for ix in table.index:
         name = _strategy(ix)
-        cells = [style.escape(name) + (style.dagger if name in REFERENCES else "")]
-        for c in columns:
-            cells.append(_cell(table.at[ix, f"{c.key}_mean"], table.at[ix, f"{c.key}_std"], c.kind, style,
-                               ix in best[c.key]))
-        rows.append(cells)
+        rows.append([style.escape(name) + style.marks.get(info[name].role, "")] +
+                    [_cell(table, ix, c, style, ix in best[c.key]) for c in columns])
+        near = table.at[ix, "equal_bytes_replay"] if equal_bytes and "equal_bytes_replay" in table else ""
+        if isinstance(near, str) and near in table.index:
+            rows.append([style.equal_bytes(style.escape(near))] + [_cell(table, near, c, style, False) for c in columns])
     return rows
 
 
@@ -348,11 +435,25 @@ def _headers(columns: tuple[Column, ...]) -> list[str]:
 
 
 MARKDOWN = Style(pm=" ± ", bold=lambda s: f"**{s}**", wrap=lambda s: s, number=lambda s: s,
-                 unit=lambda u: f" {u}", dagger="†", missing="–", escape=lambda s: s)
+                 unit=lambda u: f" {u}", ci=lambda lo, hi: f" [{lo}, {hi}]", marks=dict(ranking.MARKS),
+                 equal_bytes=lambda name: f"↳ replay at equal bytes: {name}", missing="–", escape=lambda s: s)
 
 
-def markdown(table: pd.DataFrame, columns: tuple[Column, ...] = FORGETTING_COLUMNS) -> str:
-    rows = format_rows(table, columns, MARKDOWN)
+def note(table: pd.DataFrame) -> str:
+    """One sentence under a ranked table: what the brackets are, what bold means, and which test decided."""
+    tests = ranking.tests_used(table)
+    n = table["n_seeds"].astype(int) if "n_seeds" in table else pd.Series(dtype=int)
+    seeds = (f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}") if len(n) else "0"
+    how = (f"{' or '.join(tests)} on the seeds both ran, two-sided, 5% level" if tests
+           else "no test: fewer than 2 paired seeds")
+    return (f"Cells: mean ± std [95% confidence interval of the mean, Student t] over {seeds} seeds. Bold: the "
+            f"best method of a column and every method not significantly different from it ({how}). "
+            f"† reference, ‡ oracle: never ranked.")
+
+
+def markdown(table: pd.DataFrame, columns: tuple[Column, ...] = FORGETTING_COLUMNS, equal_bytes: bool = True) -> str:
+    columns = shown_columns(table, columns)
+    rows = format_rows(table, columns, MARKDOWN, equal_bytes)
     lines = ["| " + " | ".join(_headers(columns)) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -365,14 +466,18 @@ def tex_escape(text: str) -> str:
 
 
 LATEX = Style(pm=r" \pm ", bold=lambda s: rf"\mathbf{{{s}}}", wrap=lambda s: f"${s}$",
-              number=lambda s: s.replace(",", "{,}"), unit=lambda u: rf"\,\mathrm{{{u}}}", dagger=r"$^\dagger$",
-              missing="--", escape=tex_escape)
+              number=lambda s: s.replace(",", "{,}"), unit=lambda u: rf"\,\mathrm{{{u}}}",
+              ci=lambda lo, hi: rf" {{\scriptsize $[{lo}, {hi}]$}}", marks={"reference": r"$^\dagger$",
+                                                                          "oracle": r"$^\ddagger$"},
+              equal_bytes=lambda name: rf"$\hookrightarrow$ replay at equal bytes: {name}", missing="--",
+              escape=tex_escape)
 
 
 def latex(table: pd.DataFrame, columns: tuple[Column, ...] = FORGETTING_COLUMNS, caption: str = "",
-          label: str = "") -> str:
-    """A booktabs table, cells in math mode (`$81.2 \\pm 1.3$`), the best per column in `\\mathbf`."""
-    rows = format_rows(table, columns, LATEX)
+          label: str = "", equal_bytes: bool = True) -> str:
+    """A booktabs table, cells in math mode (`$81.2 \\pm 1.3$ [CI]`), best and tied in `\\mathbf`."""
+    columns = shown_columns(table, columns)
+    rows = format_rows(table, columns, LATEX, equal_bytes)
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{tex_escape(caption)}}}")
@@ -407,21 +512,24 @@ def matrix_markdown(table: pd.DataFrame, kind: str, row_label: str = "after") ->
 # Writing
 
 TABLES = {  # name: (title, columns of its summary table)
-    "forgetting": ("Forgetting and costs", FORGETTING_COLUMNS),
+    "forgetting": ("Forgetting", FORGETTING_COLUMNS),
+    "costs": ("Costs and memory", COST_COLUMNS),
     "step_interference": ("Step interference", INTERFERENCE_COLUMNS),
     "gradient_conflict": ("Gradient conflict on shared parameters", PROBE_COLUMNS),
     "gradient_conflict_updates": ("Gradient conflict on generated updates", PROBE_COLUMNS),
     "operator_separation": ("Operator separation", PROBE_COLUMNS),
 }
+MATRICES = "<!-- matrices -->"  # in a table's Markdown: the per-cell matrices follow (the pages cut there)
 
 
 def scenario_tables(loaded: Loaded, scenario: str) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
-    """name -> (summary table, matrix table or None) for one scenario; probe tables only where stored."""
+    """name -> (summary table, matrix table or None) for one scenario; probe tables only where stored.
+    "costs" is the forgetting table again, shown with the cost columns."""
     frame = loaded.frame[loaded.frame["scenario"] == scenario]
     out: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
     if frame.empty:
         return out
-    out["forgetting"] = (forgetting_table(frame), None)
+    out["forgetting"] = out["costs"] = (forgetting_table(frame), None)
     out["step_interference"] = (step_interference_summary(frame), step_interference_table(frame))
     probes = loaded.probes[loaded.probes["scenario"] == scenario]
     for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
@@ -431,6 +539,14 @@ def scenario_tables(loaded: Loaded, scenario: str) -> dict[str, tuple[pd.DataFra
     return out
 
 
+def _csv(name: str, summary: pd.DataFrame, columns: tuple[Column, ...]) -> str:
+    """forgetting.csv holds every number; costs.csv only its own columns."""
+    if name == "costs":
+        keys = tuple(f"{c.key}_" for c in columns)
+        summary = summary[[c for c in summary.columns if c.startswith(keys)] + ["n_seeds", "budget_status"]]
+    return summary.reset_index().to_csv(index=False, float_format="%.6g")
+
+
 def write_tables(loaded: Loaded, scenario: str, dest: str | Path) -> dict[str, list[Path]]:
     """CSV (numbers), Markdown and LaTeX of every table of one scenario into `dest`; returns the paths."""
     dest = Path(dest)
@@ -438,16 +554,18 @@ def write_tables(loaded: Loaded, scenario: str, dest: str | Path) -> dict[str, l
     for name, (summary, matrix) in scenario_tables(loaded, scenario).items():
         title, columns = TABLES[name]
         paths = [dest / f"{name}.csv", dest / f"{name}.md", dest / f"{name}.tex"]
-        csv = summary.reset_index().to_csv(index=False, float_format="%.6g")
-        md = markdown(summary, columns)
+        md = markdown(summary, columns, equal_bytes=name == "forgetting")
+        if any(c.higher_is_better is not None for c in columns):
+            md += "\n" + note(summary) + "\n"
         if matrix is not None:
             paths.append(dest / f"{name}_matrix.csv")
             results.atomic_write_text(paths[-1], matrix.reset_index().to_csv(index=False, float_format="%.6g"))
             kind = "pct" if name == "step_interference" else "cos"
-            md += "\n" + matrix_markdown(matrix.droplevel("scenario"), kind, "after" if kind == "pct" else "exp")
+            md += f"\n{MATRICES}\n\n" + matrix_markdown(matrix.droplevel("scenario"), kind,
+                                                        "after" if kind == "pct" else "exp")
         tex = latex(summary, columns, caption=f"{title} on {scenario}",
-                    label=f"tab:{scenario}-{name}".replace("_", "-"))
-        for path, text in zip(paths[:3], (csv, md, tex)):
+                    label=f"tab:{scenario}-{name}".replace("_", "-"), equal_bytes=name == "forgetting")
+        for path, text in zip(paths[:3], (_csv(name, summary, columns), md, tex)):
             results.atomic_write_text(path, text)
         written[name] = paths
     return written
