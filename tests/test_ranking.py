@@ -161,7 +161,11 @@ def test_roles_come_from_the_registry_or_the_run_and_order_from_the_registry(tmp
     assert rows["replay"][1].startswith("**75.0")
 
 
-def test_the_front_page_opens_with_accuracy_per_method_and_scenario(tmp_path: Path) -> None:
+def test_the_front_page_opens_with_accuracy_per_method_and_scenario(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from hywu_bench import figures
+
+    monkeypatch.setattr(figures, "write_figures", lambda *args: {})  # per-scenario figures: test_figures
     for seed in (0, 1, 2):
         fabricate(tmp_path, "naive", seed, EWC, scenario="split-a")
         fabricate(tmp_path, "replay", seed, REPLAY[seed], scenario="split-a")
