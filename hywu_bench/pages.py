@@ -89,11 +89,12 @@ def render(out: str | Path, scenarios: list[str] | None = None, write_index: boo
         rendered.scenarios[scenario] = {**written, **{f"{k}_figure" if k in written else k: v for k, v in drawn.items()}}
         files = rendered.scenarios[scenario]
         results.atomic_write_text(dest / "README.md", f"# {scenario}\n\n" + scenario_markdown(loaded, scenario, files, dest))
-        sections.append((scenario, scenario_markdown(loaded, scenario, files, dest, matrices=False)))
+        sections.append((scenario, scenario_markdown(loaded, scenario, files, dest, full=False)))
     if write_index and order:
         rendered.index = out / "REPORT.md"
         front = front_page(loaded, order, out / REPORT_DIR)
-        results.atomic_write_text(rendered.index, index_markdown(loaded, sections, title, intro, front))
+        shown = list(dict.fromkeys(name for files in rendered.scenarios.values() for name in files))
+        results.atomic_write_text(rendered.index, index_markdown(loaded, sections, title, intro, front, shown))
     return rendered
 
 
@@ -203,44 +204,50 @@ def _facts(loaded: tables.Loaded, scenario: str, name: str) -> str:
     return f"Most negative pair: {strategy}, experiences {i} and {j} (cosine {value:.2f})."
 
 
+def _title(name: str) -> str:
+    return tables.TABLES[name][0] if name in tables.TABLES else "Figure: " + name.removesuffix("_figure").replace("_", " ")
+
+
 def scenario_markdown(loaded: tables.Loaded, scenario: str, files: dict[str, list[Path]], base: Path,
-                      matrices: bool = True) -> str:
+                      full: bool = True) -> str:
     """One scenario's section: every table (Markdown inline, CSV and LaTeX linked) and figure, each with a
-    paragraph; without `matrices`, the per-cell matrix tables are left to the scenario's own page."""
+    paragraph. Not `full` (REPORT.md): the per-cell matrix tables are left to the scenario's own page and
+    the paragraphs that are the same for every scenario to the report's end; the facts stay."""
     seeds = sorted(loaded.frame.loc[loaded.frame["scenario"] == scenario, "seed"].unique())
     parts = [f"Seeds: {', '.join(map(str, seeds))}. Accuracies in percent; mean ± std over seeds "
              f"[95% confidence interval].\n"]
     for name, paths in files.items():
         rel = [p.relative_to(base).as_posix() for p in paths]
-        description = DESCRIPTIONS.get(name, "")
+        description = DESCRIPTIONS.get(name, "") if full else ""
         if name in tables.TABLES:
             md, cut, rest = paths[1].read_text(encoding="utf-8").partition(tables.MATRICES)
-            if cut and matrices:
+            if cut and full:
                 md += rest
             elif cut:
                 md = md.rstrip() + "\n\nPer-cell matrices: on the scenario's [own page](README.md).\n"
             links = ", ".join(f"[{'matrix ' if '_matrix' in r else ''}{Path(r).suffix[1:].upper()}]({r})"
                               for r in rel if not r.endswith(".md"))
-            parts.append(f"### {tables.TABLES[name][0]}\n\n{description} {_facts(loaded, scenario, name)}\n\n{md}\n"
-                         f"Files: {links}.\n")
+            text = f"{description} {_facts(loaded, scenario, name)}".strip()
+            parts.append(f"### {_title(name)}\n\n" + (f"{text}\n\n" if text else "") + f"{md}\nFiles: {links}.\n")
         else:
             png = next(r for r in rel if r.endswith(".png"))
             pdf = next((r for r in rel if r.endswith(".pdf")), None)
             title = name.removesuffix("_figure").replace("_", " ").capitalize()
-            facts = _facts(loaded, scenario, name) if name == "update_projection" else ""
-            parts.append(f"### Figure: {title}\n\n{description} {facts}\n\n![{title}]({png})\n\n" +
+            text = f"{description} {_facts(loaded, scenario, name) if name == 'update_projection' else ''}".strip()
+            parts.append(f"### Figure: {title}\n\n" + (f"{text}\n\n" if text else "") + f"![{title}]({png})\n\n" +
                          (f"[PDF]({pdf})\n" if pdf else ""))
     return "\n".join(parts)
 
 
 def index_markdown(loaded: tables.Loaded, sections: list[tuple[str, str]], title: str, intro: str,
-                   front: str = "") -> str:
+                   front: str = "", shown: list[str] | None = None) -> str:
     lines = [f"# {title}\n"]
     if intro:
         lines.append(intro.strip() + "\n")
     if front:
         lines.append(f"## At a glance\n\n{front}")
-    lines.append("Scenarios (each with its own page, matrices included): " + ", ".join(
+    lines.append("Scenarios (each with its own page, matrices included; what every table and figure shows: "
+                 "[at the end](#what-the-tables-and-figures-show)): " + ", ".join(
         f"[{s}](#{s}) ([page]({s}/{REPORT_DIR}/README.md))" for s, _ in sections) + ".\n")
     if loaded.skipped:
         lines.append("Skipped (unfinished or unreadable) runs:\n")
@@ -251,4 +258,10 @@ def index_markdown(loaded: tables.Loaded, sections: list[tuple[str, str]], title
         prefix = f"{scenario}/{REPORT_DIR}/"
         section = section.replace("](", "](" + prefix).replace("](" + prefix + "#", "](#")
         lines.append(f"## {scenario}\n\n{section}")
+    described = [name for name in shown or [] if name in DESCRIPTIONS]
+    if described:
+        lines.append("## What the tables and figures show\n")
+        lines += [f"- **{_title(name).removeprefix('Figure: ').capitalize()}**"
+                  f"{' (figure)' if name not in tables.TABLES else ''}: {DESCRIPTIONS[name]}" for name in described]
+        lines.append("")
     return "\n".join(lines)
