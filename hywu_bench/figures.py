@@ -440,12 +440,12 @@ def _memory_panel(ax: Any, runs: pd.DataFrame, styles: dict[str, dict[str, Any]]
 
 
 def _memory_styles(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    keys, info = [], {}
+    """Every run name's style as in the other figures; a frontier takes its base's, else its first variant's."""
+    styles = method_styles(runs["strategy"], ranking.frame_methods(runs))
     for _, sub in runs.groupby("scenario", sort=False):
-        _, more, found = _memory_layout(sub)
-        keys += more
-        info.update(found)
-    return method_styles(keys, info)
+        for base, members in _memory_layout(sub)[0].items():
+            styles.setdefault(base, styles[members[0]])
+    return styles
 
 
 @styled

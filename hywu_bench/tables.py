@@ -219,6 +219,12 @@ def _aggregate(per_run: pd.DataFrame, by: list[str], values: list[str]) -> pd.Da
     return ranking.aggregate(per_run, by, values)
 
 
+def _with_roles(table: pd.DataFrame, info: dict[str, ranking.Method]) -> pd.DataFrame:
+    """`base` and `role` columns, so a table alone says who is ranked (a plugin's oracle read without it)."""
+    names = table.index.get_level_values("strategy")
+    return table.assign(base=[info[n].base for n in names], role=[info[n].role for n in names])
+
+
 def _sort(table: pd.DataFrame, info: dict[str, ranking.Method] | None = None) -> pd.DataFrame:
     order = order_strategies(table.index.get_level_values("strategy"), info)
     rank = {name: k for k, name in enumerate(order)}
@@ -235,9 +241,7 @@ def forgetting_table(frame: pd.DataFrame) -> pd.DataFrame:
     table = ranking.aggregate(per_run, ["scenario", "strategy"], values)
     columns = {c.key: c for c in FORGETTING_COLUMNS + COST_COLUMNS}
     table = ranking.mark_ties(table, per_run, [columns[v] for v in values if v in columns], info)
-    names = table.index.get_level_values("strategy")
-    table["base"] = [info[n].base for n in names]
-    table["role"] = [info[n].role for n in names]
+    table = _with_roles(table, info)
     status = per_run.groupby(["scenario", "strategy"], sort=False)["budget_status"].agg(ranking.budget_status)
     table["budget_status"] = status.reindex(table.index).fillna("")
     near = ranking.equal_bytes(table, info)
@@ -279,15 +283,17 @@ def step_interference_summary(frame: pd.DataFrame) -> pd.DataFrame:
     per_run = per_run.reset_index()
     info = ranking.frame_methods(frame)
     table = _aggregate(per_run, ["scenario", "strategy"], ["mean_interference", "max_interference"])
-    return _sort(ranking.mark_ties(table, per_run, INTERFERENCE_COLUMNS, info), info)
+    return _sort(_with_roles(ranking.mark_ties(table, per_run, INTERFERENCE_COLUMNS, info), info), info)
 
 
-def probe_summary(probes: pd.DataFrame, kind: str) -> pd.DataFrame:
+def probe_summary(probes: pd.DataFrame, kind: str, info: dict[str, ranking.Method] | None = None) -> pd.DataFrame:
     """Per strategy: mean and most negative cosine over pairs of different experiences, share of negative pairs."""
     sub = probes[(probes["kind"] == kind) & (probes["i"] < probes["j"])]
     per_run = sub.groupby(KEYS, sort=False)["value"].agg(
         mean_cosine="mean", min_cosine="min", negative_share=lambda v: float((v < 0).mean())).reset_index()
-    return _sort(_aggregate(per_run, ["scenario", "strategy"], ["mean_cosine", "min_cosine", "negative_share"]))
+    info = {**ranking.methods(per_run["strategy"]), **(info or {})}
+    table = _aggregate(per_run, ["scenario", "strategy"], ["mean_cosine", "min_cosine", "negative_share"])
+    return _sort(_with_roles(table, info), info)
 
 
 INTERFERENCE_COLUMNS = (Column("mean_interference", "Mean step interference", False, "pct"),
@@ -532,10 +538,11 @@ def scenario_tables(loaded: Loaded, scenario: str) -> dict[str, tuple[pd.DataFra
     out["forgetting"] = out["costs"] = (forgetting_table(frame), None)
     out["step_interference"] = (step_interference_summary(frame), step_interference_table(frame))
     probes = loaded.probes[loaded.probes["scenario"] == scenario]
+    info = ranking.frame_methods(frame)
     for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
         sub = probes[probes["kind"] == kind]
         if not sub.empty:
-            out[kind] = (probe_summary(sub, kind), matrix_table(sub.drop(columns="kind")))
+            out[kind] = (probe_summary(sub, kind, info), matrix_table(sub.drop(columns="kind")))
     return out
 
 
