@@ -214,8 +214,8 @@ def scenario_markdown(loaded: tables.Loaded, scenario: str, files: dict[str, lis
     paragraph. Not `full` (REPORT.md): the per-cell matrix tables are left to the scenario's own page and
     the paragraphs that are the same for every scenario to the report's end; the facts stay."""
     seeds = sorted(loaded.frame.loc[loaded.frame["scenario"] == scenario, "seed"].unique())
-    parts = [f"Seeds: {', '.join(map(str, seeds))}. Accuracies in percent; mean ± std over seeds "
-             f"[95% confidence interval].\n"]
+    parts = [(f"Seeds: {', '.join(map(str, seeds))}. Accuracies in percent; mean ± std over seeds "
+              f"[95% confidence interval].\n")]
     for name, paths in files.items():
         rel = [p.relative_to(base).as_posix() for p in paths]
         description = DESCRIPTIONS.get(name, "") if full else ""

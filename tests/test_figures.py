@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def runs_frame(memory: dict[str, tuple[str, int, float]], seeds: tuple[int, ...]
             R = np.array([[0.9, 0.0], [acc + 0.01 * seed, acc - 0.01 * seed]])
             rows += [{"scenario": "toy", "strategy": name, "seed": seed, "after": i, "exp": j, "acc": R[i, j],
                       "before": 0.1, "exp_label": f"exp {j}", "stored_memory_bytes": stored, "base": base,
-                      "options": '{"mem_size": %s}' % name.rpartition("size")[2] if "size" in name else None}
+                      "options": json.dumps({"mem_size": int(name.rpartition("size")[2])}) if "size" in name else None}
                      for i in range(2) for j in range(2)]
     return pd.DataFrame(rows)
 
