@@ -112,6 +112,8 @@ def test_replay_at_equal_bytes_row_when_a_variant_is_within_5_percent(tmp_path: 
     assert "**" not in lines[at + 1]  # a reference row, never bold
     assert sum("equal bytes" in line for line in lines) == 1
     assert "equal bytes" not in tables.markdown(table, tables.COST_COLUMNS, equal_bytes=False)
+    facts = pages._facts(tables.load(tmp_path), "split-toy", "forgetting")
+    assert "At equal bytes, hywu 50.0 % against replay-mem_size400 75.0 %" in facts
 
 
 def test_no_equal_bytes_row_without_a_variant_within_5_percent(tmp_path: Path) -> None:
