@@ -206,11 +206,17 @@ def equal_bytes(table: pd.DataFrame, info: Mapping[str, Method], key: str = "sto
 # The front page: final accuracy per method and scenario
 
 
+def _budgets(runs: pd.DataFrame) -> pd.Series:
+    """Per run name, its memory budget in bytes: the mean over seeds, which differ when the budget matched
+    another method's bytes seed by seed (`memory_budget=match:hywu`); NaN without one."""
+    if "memory_budget_bytes" not in runs:
+        return pd.Series(np.nan, index=pd.Index(runs["strategy"].unique()))
+    return runs.groupby("strategy", sort=False)["memory_budget_bytes"].mean().round()
+
+
 def budget(runs: pd.DataFrame) -> float | None:
     """The memory budget most of a scenario's run names were given (the largest on a tie), or None."""
-    if "memory_budget_bytes" not in runs:
-        return None
-    budgets = runs.groupby("strategy")["memory_budget_bytes"].first().dropna()
+    budgets = _budgets(runs).dropna()
     if budgets.empty:
         return None
     counts = budgets.value_counts()
@@ -218,15 +224,15 @@ def budget(runs: pd.DataFrame) -> float | None:
 
 
 def _pick(names: list[str], runs: pd.DataFrame, base: str, at: float | None) -> str | None:
-    """The run name that stands for `base` at budget `at`: sized first, then the base itself, then order."""
-    first = runs.groupby("strategy").first()
-    budgets = first["memory_budget_bytes"] if "memory_budget_bytes" in first else pd.Series(np.nan, first.index)
-    status = first["budget_status"] if "budget_status" in first else pd.Series("", first.index)
-    at_budget = [n for n in names if budgets.get(n) == at]
-    pool = at_budget or [n for n in names if pd.isna(budgets.get(n))]
+    """The run name that stands for `base` at budget `at`: sized first, then the base itself, then order;
+    a base without a run at the budget is shown by its unbudgeted run (e.g. the method others matched)."""
+    budgets = _budgets(runs)
+    sized = {n: "budget_status" in runs and (runs.loc[runs["strategy"] == n, "budget_status"] == "sized").all()
+             for n in names}
+    pool = [n for n in names if budgets.get(n) == at] or [n for n in names if pd.isna(budgets.get(n))]
     if not pool:
         return None
-    return min(pool, key=lambda n: (status.get(n) != "sized", n != base))
+    return min(pool, key=lambda n: (not sized[n], n != base))
 
 
 def headline(per_run: pd.DataFrame, scenarios: list[str], info: Mapping[str, Method],

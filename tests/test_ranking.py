@@ -193,3 +193,24 @@ def test_the_front_page_opens_with_accuracy_per_method_and_scenario(tmp_path: Pa
     assert (tmp_path / "_report" / "memory_frontiers.png").exists() and (tmp_path / "_report" / "headline.csv").exists()
     assert tables.MATRICES not in report and "after \\ exp" not in report  # matrices live on the scenario pages
     assert "after \\ exp" in (tmp_path / "split-a" / "_report" / "README.md").read_text()
+
+
+def test_budgets_matched_seed_by_seed_pick_each_methods_run_at_them() -> None:
+    """`memory_budget=match:hywu`: every other run of seed k had hywu's seed-k bytes as its budget."""
+    rows = []
+    for seed, bytes_ in enumerate((1000, 1100, 1200)):
+        rows += [{"scenario": "s", "strategy": "hywu", "seed": seed, "acc": 0.6, "memory_budget_bytes": np.nan,
+                  "budget_status": None},
+                 {"scenario": "s", "strategy": "replay", "seed": seed, "acc": 0.5 + 0.1 * seed,
+                  "memory_budget_bytes": bytes_, "budget_status": "sized"},
+                 {"scenario": "s", "strategy": "replay-mem_size50", "seed": seed, "acc": 0.3,
+                  "memory_budget_bytes": np.nan, "budget_status": None, "base": "replay"},
+                 {"scenario": "s", "strategy": "ewc", "seed": seed, "acc": 0.2, "memory_budget_bytes": bytes_,
+                  "budget_status": "over"}]
+    per_run = pd.DataFrame(rows)
+    long, budgets = ranking.headline(per_run, ["s"], ranking.frame_methods(per_run))
+    assert budgets == {"s": 1100.0}
+    assert dict(zip(long["row"], long["strategy"])) == {"replay": "replay", "ewc": "ewc", "hywu": "hywu"}
+    picked = long.set_index("row")
+    assert picked.at["replay", "mean"] == pytest.approx(0.6) and picked.at["ewc", "budget_status"] == "over"
+    assert picked.at["hywu", "tied"] and picked.at["replay", "tied"] and not picked.at["ewc", "tied"]
