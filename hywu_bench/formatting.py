@@ -27,6 +27,8 @@ class Column:
     optional: bool = False  # left out of Markdown and LaTeX when no run has it (older runs)
 
 
+UNITS = {"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}
+
 
 def _scaled(value: float, kind: str) -> tuple[float, str, str]:
     """(number in display units, format spec, unit) for one value of a column kind."""
@@ -39,7 +41,7 @@ def _scaled(value: float, kind: str) -> tuple[float, str, str]:
     if kind in ("rate", "count"):
         return value, ",.0f", ""
     if kind == "bytes":
-        for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        for unit, size in UNITS.items():
             if abs(value) >= size:
                 return value / size, ".1f", unit
         return value, ".0f", "B"
@@ -47,6 +49,7 @@ def _scaled(value: float, kind: str) -> tuple[float, str, str]:
 
 
 def format_bytes(value: float) -> str:
+    """1.5 MiB, 2.0 KiB, 512 B."""
     number, spec, unit = _scaled(float(value), "bytes")
     return f"{format(number, spec)} {unit}"
 
@@ -57,9 +60,6 @@ def _shown(mean: float, kind: str) -> float | None:
         return None
     number, spec, unit = _scaled(float(mean), kind)
     return float(format(number, spec).replace(",", "")) * UNITS.get(unit, 1)
-
-
-UNITS = {"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}
 
 
 @dataclass(frozen=True)
