@@ -145,10 +145,12 @@ def per_seed(per_run: pd.DataFrame, value: str, names: Iterable[str]) -> dict[st
 
 
 def mark_ties(table: pd.DataFrame, per_run: pd.DataFrame, columns: Iterable[Any],
-              info: Mapping[str, Method]) -> pd.DataFrame:
+              info: Mapping[str, Method], tested: Iterable[str] | None = None) -> pd.DataFrame:
     """Add `<key>_p` (paired p-value against the column's best) and `<key>_tied` (the best, or p >= 0.05)
     for every column with a direction, among the ranked methods of each scenario; `test` names the tests
-    a row's comparisons used ("t", "wilcoxon")."""
+    a row's comparisons used ("t", "wilcoxon") in the `tested` columns (default: all). Timings are best
+    left out of `tested`: which method is fastest changes from one machine to the next."""
+    tested = None if tested is None else set(tested)
     table = table.copy()
     tests = pd.Series([set() for _ in range(len(table))], index=table.index, dtype=object)
     for column in columns:
@@ -163,7 +165,7 @@ def mark_ties(table: pd.DataFrame, per_run: pd.DataFrame, columns: Iterable[Any]
             for name, tie in stats.ties_with_best(data, column.higher_is_better).items():
                 table.loc[(scenario, name), f"{column.key}_p"] = tie.p
                 table.loc[(scenario, name), f"{column.key}_tied"] = tie.tied
-                if tie.test in TEST_NAMES:
+                if tie.test in TEST_NAMES and (tested is None or column.key in tested):
                     tests[(scenario, name)].add(tie.test)
     table["test"] = tests.map(lambda found: "+".join(sorted(found)))
     return table

@@ -233,7 +233,7 @@ def forgetting_table(frame: pd.DataFrame) -> pd.DataFrame:
     values = METRICS + COSTS
     table = ranking.aggregate(per_run, ["scenario", "strategy"], values)
     columns = {c.key: c for c in FORGETTING_COLUMNS + COST_COLUMNS}
-    table = ranking.mark_ties(table, per_run, [columns[v] for v in values if v in columns], info)
+    table = ranking.mark_ties(table, per_run, [columns[v] for v in values if v in columns], info, tested=METRICS)
     table = _with_roles(table, info)
     status = per_run.groupby(["scenario", "strategy"], sort=False)["budget_status"].agg(ranking.budget_status)
     table["budget_status"] = status.reindex(table.index).fillna("")
