@@ -165,7 +165,11 @@ def save(run_path: Path, strategy: Any, progress: dict[str, Any]) -> None:
     refusal = getattr(strategy, "resume_refusal", None)
     if refusal is None:
         try:
-            state.update(strategy=strategy.strategy_state(), model=to_plain(strategy.model))
+            # The model's state_dict; with its modules' Python fields, modes and requires_grad flags for a
+            # strategy that asks (Avalanche's classes keep state there: class means, PackNet's masks' state).
+            fields = getattr(strategy, "capture_model_fields", False)
+            model = to_plain(strategy.model) if fields else strategy.model.state_dict()
+            state.update(strategy=strategy.strategy_state(), model=model)
         except TypeError as err:
             refusal = f"the checkpoint cannot save {err}"
     if refusal is None:
@@ -204,7 +208,10 @@ def restore(state: dict[str, Any], strategy: Any, name: str = "") -> dict[str, A
     try:
         if refusal:
             raise TypeError(refusal)
-        load_module(strategy.model, state["model"], strategy)
+        if "__module__" in state["model"]:
+            load_module(strategy.model, state["model"], strategy)
+        else:
+            strategy.model.load_state_dict(state["model"])
         if getattr(strategy, "optimized_param_id", False) is None:
             # A fresh Avalanche template gathers the model's parameters into the optimizer, and wipes its
             # state, the first time it trains. The checkpointed run did that at experience 0: do it now, so

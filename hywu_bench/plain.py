@@ -66,6 +66,8 @@ def to_plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, torch.device):
         return {"__device__": str(value)}
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).removeprefix("torch.")}
     if isinstance(value, np.ndarray) and value.dtype != object:
         return {"__ndarray__": torch.from_numpy(value.copy())}
     if hasattr(value, "__dict__"):  # e.g. a criterion or a method's buffer object: restored in place
@@ -172,6 +174,11 @@ def from_plain(value: Any, device: torch.device | str = "cpu") -> Any:
             return set(value["__set__"])
         if "__device__" in value:
             return torch.device(value["__device__"])
+        if "__dtype__" in value:
+            dtype = getattr(torch, value["__dtype__"])
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"{value['__dtype__']} is not a torch dtype")
+            return dtype
         if "__ndarray__" in value:
             return value["__ndarray__"].numpy().copy()
         if "__defaultdict__" in value:

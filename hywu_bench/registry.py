@@ -54,6 +54,7 @@ class Entry:
     tuned: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # strategies: family -> options
     role: Role = "method"  # strategies: "reference" (joint, cumulative) and "oracle" are never ranked
     order: int = 0  # registration order: how lists, tables and figures order the entries
+    budget: Any = None  # strategies: a memory.Budget, how a memory budget sizes it; None: it cannot be sized
     notes: tuple[str, ...] = ()  # strategies: further lines `hywu-bench list` prints (what it runs, its memory)
 
     def option_defaults(self) -> dict[str, Any]:
@@ -101,9 +102,10 @@ class Registry:
                  builder: str | Callable[..., Any] | None = None, aliases: tuple[str, ...] = (),
                  bind: Mapping[str, Any] | None = None, family: str | None = None,
                  tuned: Mapping[str, Mapping[str, Any]] | None = None, role: Role = "method",
-                 notes: tuple[str, ...] = ()) -> Any:
+                 budget: Any = None, notes: tuple[str, ...] = ()) -> Any:
         """Register `name`. With `builder` (a callable or "module:function") the entry is registered now;
-        without, this returns a decorator that registers the function it decorates."""
+        without, this returns a decorator that registers the function it decorates. `budget`: a
+        `hywu_bench.memory.Budget` naming the option a memory budget sizes (rehearsal methods)."""
         bad = [s for s in settings if s not in SETTINGS]
         if bad or not settings:
             raise ValueError(f"{self.kind} '{name}': settings must be a non-empty subset of {SETTINGS}")
@@ -113,6 +115,8 @@ class Registry:
             raise ValueError(f"{self.kind} '{name}': a builder reference reads 'module:function', not {builder!r}")
         for key in tuned or {}:
             self.check_options(name, options, tuned[key], f"tuned options for '{key}'")
+        if budget is not None:
+            self.check_options(name, options, {budget.option: None}, "the budget")
 
         def add(fn: str | Callable[..., Any]) -> Any:
             for key in (name, *aliases):
@@ -123,7 +127,7 @@ class Registry:
                         f"and by {self._source}); rename one of them."
                     )
             self._entries[name] = Entry(name, help, tuple(settings), options, fn, tuple(aliases), self._source,
-                                        dict(bind or {}), family, dict(tuned or {}), role, len(self._entries),
+                                        dict(bind or {}), family, dict(tuned or {}), role, len(self._entries), budget,
                                         tuple(notes))
             for alias in aliases:
                 self._aliases[alias] = name

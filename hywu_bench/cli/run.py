@@ -97,6 +97,10 @@ def list_command(plugin: Plugins = None) -> None:
             options = entry.option_defaults()
             if options:
                 typer.echo("      options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+            budget = entry.budget
+            if budget is not None:
+                per = "per experience" if budget.per == "experience" else "in all"
+                typer.echo(f"      a memory budget sizes: {budget.option} (items {per})")
             for note in entry.notes:
                 typer.echo(f"      {note}")
         typer.echo("")

@@ -16,6 +16,9 @@ an option (`--set strategy.KEY=VALUE`).
 | lwf        | learning without forgetting (distillation)        | Li & Hoiem 2016                    |
 | si         | synaptic intelligence                             | Zenke et al. 2017                  |
 | agem       | averaged gradient episodic memory                 | Chaudhry et al. 2019               |
+
+A memory budget (`--set memory_budget=1.4MiB`) sizes replay's `mem_size` and A-GEM's `patterns_per_exp`
+(`budget=Budget(...)` below; docs/memory.md); the others keep what they keep and are marked over or under.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from hywu_bench.memory import Budget
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 from strategies.zoo.catalogue import avalanche_note
 
@@ -80,6 +84,7 @@ STRATEGIES.register("cumulative", help="retrain on all data seen so far at every
                     notes=avalanche_note("cumulative"))
 STRATEGIES.register("replay", help="experience replay with a balanced buffer of raw inputs",
                     settings=ALL_SETTINGS, options=ReplayOptions, builder=BUILD + "build_replay",
+                    budget=Budget("mem_size", item_extra=4),  # + Avalanche's float32 reservoir weight per item
                     notes=avalanche_note("replay"))
 STRATEGIES.register("ewc", help="elastic weight consolidation (Kirkpatrick et al. 2017); mode=online is online EWC "
                                 "(Schwarz et al. 2018)",
@@ -93,4 +98,4 @@ STRATEGIES.register("lwf", help="learning without forgetting: distil the previou
                     notes=avalanche_note("lwf"))
 STRATEGIES.register("agem", help="averaged gradient episodic memory (Chaudhry et al. 2019)",
                     settings=ALL_SETTINGS, options=AGEMOptions, builder=BUILD + "build_agem",
-                    notes=avalanche_note("agem"))
+                    budget=Budget("patterns_per_exp", per="experience"), notes=avalanche_note("agem"))

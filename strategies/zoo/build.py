@@ -60,6 +60,7 @@ def build(model: nn.Module, setup: TrainingSetup, options: Any, *, name: str) ->
     strategy.plugins = [p for item in strategy.plugins for p in (item if isinstance(item, list) else [item])]
     strategy.scenario_info = setup.info
     strategy.relearn_first = m.relearn_first
+    strategy.capture_model_fields = True
     strategy.not_state = m.not_state
     if m.resume:
         strategy.resume_refusal = f"the checkpoint cannot save {m.resume}"

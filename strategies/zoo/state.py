@@ -7,7 +7,7 @@ import functools
 from types import SimpleNamespace
 from typing import Any
 
-from hywu_bench.training import plugin_memory_bytes
+from hywu_bench.training import plugin_memory
 
 
 @functools.cache
@@ -18,8 +18,9 @@ def template_fields() -> frozenset[str]:
 
     from hywu_bench.training import quiet_evaluator
 
-    model = torch.nn.Linear(1, 1)
-    template = SupervisedTemplate(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    # No random initialisation: asked first in the middle of a run, this must not move the run's RNG.
+    weight = torch.zeros(1, requires_grad=True)
+    template = SupervisedTemplate(model=torch.nn.Identity(), optimizer=torch.optim.SGD([weight], lr=0.1),
                                   evaluator=quiet_evaluator())
     return frozenset(vars(template))
 
@@ -48,8 +49,9 @@ class ZooStateMixin:
         super().load_strategy_state(state)
         restore_vars(self, state["own"], self)
 
-    def stored_memory_bytes(self) -> int:
-        # not the last minibatch's replayed inputs and outputs (`mb_buffer_x`, DER's `batch_logits`)
+    def memory_bytes(self) -> Any:
+        """The plugins' memory and the class's own fields, by kind; not the last minibatch's replayed inputs
+        and outputs (`mb_buffer_x`, DER's `batch_logits`)."""
         kept = [name for name in self.own_fields if not name.startswith(("mb_", "batch_"))]
         own = SimpleNamespace(**{name: getattr(self, name) for name in kept})
-        return super().stored_memory_bytes() + plugin_memory_bytes(own, self.model)
+        return super().memory_bytes() + plugin_memory(own, self.model)
