@@ -8,6 +8,7 @@ See docs/avalanche.md for the list, the choices and the validation on split-fmni
 
 from __future__ import annotations
 
+from hywu_bench.memory import Budget
 from hywu_bench.registry import STRATEGIES
 from strategies.zoo.catalogue import METHODS, PLUMBING, RUN_BY, Method
 from strategies.zoo.options import NOT_EXPOSED, OPTIONS
@@ -38,10 +39,18 @@ def notes(m: Method) -> tuple[str, ...]:
     return tuple(out)
 
 
+def budget(m: Method) -> Budget | None:
+    """How a memory budget sizes the method's buffer (None: it runs unsized and is marked over or under)."""
+    if m.buffer is None or m.item_extra is None or m.unavailable:
+        return None
+    return Budget(m.buffer, per="experience" if m.buffer_per == "experience" else "run", item_extra=m.item_extra,
+                  sizer=m.sizer)
+
+
 for _m in METHODS:
     _help = f"{_m.help} ({_m.paper})" if _m.paper and _m.paper != "Avalanche" else _m.help
     if _m.unavailable:
         _help = f"[cannot run here] {_help}"
     STRATEGIES.register(_m.name, help=_help, settings=_m.settings, options=OPTIONS[_m.name],
                         builder="strategies.zoo.build:" + ("unavailable" if _m.unavailable else "build"),
-                        bind={"name": _m.name}, role=_m.role, notes=notes(_m))
+                        bind={"name": _m.name}, role=_m.role, notes=notes(_m), budget=budget(_m))

@@ -45,6 +45,8 @@ def build(model: nn.Module, setup: TrainingSetup, options: Any, *, name: str) ->
     try:
         if issubclass(target, BasePlugin):
             plugin = target(**args)
+            if m.memory_kinds:
+                plugin.memory_kinds = dict(m.memory_kinds)
             strategy = ZooTemplate(model=parts["model"], optimizer=setup.optimizer(parts["model"].parameters()),
                                    **setup.template_kwargs([plugin]))
         else:
@@ -62,6 +64,11 @@ def build(model: nn.Module, setup: TrainingSetup, options: Any, *, name: str) ->
     strategy.relearn_first = m.relearn_first
     strategy.capture_model_fields = True
     strategy.not_state = m.not_state
+    strategy.own_memory_kinds = dict(m.memory_kinds)
+    for plugin in strategy.plugins:  # the plugins an Avalanche class makes itself (iCaRL's exemplars)
+        keys = set(vars(plugin)) & set(m.memory_kinds)
+        if keys and not getattr(plugin, "memory_kinds", None):
+            plugin.memory_kinds = {k: m.memory_kinds[k] for k in keys}
     if m.resume:
         strategy.resume_refusal = f"the checkpoint cannot save {m.resume}"
     return strategy

@@ -35,6 +35,12 @@ class Method:
     role: str = "method"  # "reference" (never ranked), "oracle" (the task label picks parameters)
     buffer: str | None = None  # the option that sizes the rehearsal buffer (raw inputs kept)
     buffer_per: str = "total"  # "total" or "experience" (GEM keeps that many per experience)
+    # How a memory budget sizes the buffer: bytes an item keeps beside its input and label (4: the float32
+    # weight of Avalanche's reservoir buffers), or a sizer "module:function" for other items; None: the
+    # method runs unsized under a budget (its fixed costs, an old model, are not modelled) and is marked.
+    item_extra: int | None = None
+    sizer: str | None = None
+    memory_kinds: Mapping[str, str | None] = field(default_factory=dict)  # fields' memory kinds; None: scratch
     defaults: Mapping[str, Any] = field(default_factory=dict)  # harness-changed or required defaults
     why: str = ""  # why the harness changes those defaults (shown in the generated options' docstring)
     fixed: Mapping[str, Any] = field(default_factory=dict)  # set by the harness, not options ("@..." from the run)
@@ -52,41 +58,47 @@ class Method:
 
 _BATCH_MEM = ("The replay minibatch is as large as the incoming one (None: the run's batch size), as in "
               "the paper and as `replay`'s buffer batches; Avalanche's default is 10")
-_NO_CONDITIONS = False
-_DER_BUFFER = "DER's buffer (Avalanche keeps the stored logits as a dataset attribute)"  # a template that reads minibatch columns by position (x, y, t): no condition tokens
+_NO_CONDITIONS = False  # a template that reads minibatch columns by position (x, y, t): no condition tokens
+_LOGITS = "strategies.zoo.sizing:with_logits"  # an item keeps its logits too (DER)
+_DER_BUFFER = "DER's buffer (Avalanche keeps the stored logits as a dataset attribute)"
 
 METHODS: tuple[Method, ...] = (
     # Rehearsal: a buffer of raw inputs (mem_size 200 by default, as `replay`).
     Method("der", "avalanche.training:DER", "DER: replay with logit distillation on a buffer (beta = 0)",
-           buffer="mem_size", fixed={"beta": 0.0}, conditions=_NO_CONDITIONS, resume=_DER_BUFFER,
+           buffer="mem_size", item_extra=4, sizer=_LOGITS, fixed={"beta": 0.0}, conditions=_NO_CONDITIONS,
+           resume=_DER_BUFFER,
            paper="Buzzega et al. 2020"),
     Method("derpp", "avalanche.training:DER", "DER++: DER plus cross-entropy on the buffer's labels",
-           buffer="mem_size", conditions=_NO_CONDITIONS, resume=_DER_BUFFER,
+           buffer="mem_size", item_extra=4, sizer=_LOGITS, conditions=_NO_CONDITIONS, resume=_DER_BUFFER,
            paper="Buzzega et al. 2020"),
     Method("er-ace", "avalanche.training:ER_ACE", "ER-ACE: replay with the asymmetric cross-entropy (incoming "
-           "batch: its own classes only)", buffer="mem_size", defaults={"batch_size_mem": None}, why=_BATCH_MEM,
+           "batch: its own classes only)", buffer="mem_size", item_extra=4, defaults={"batch_size_mem": None},
+           why=_BATCH_MEM,
            conditions=_NO_CONDITIONS, paper="Caccia et al. 2022"),
     Method("er-aml", "avalanche.training:ER_AML", "ER-AML: replay with a supervised-contrastive metric loss on "
-           "the incoming batch", buffer="mem_size", defaults={"batch_size_mem": None}, why=_BATCH_MEM,
+           "the incoming batch", buffer="mem_size", item_extra=4, defaults={"batch_size_mem": None}, why=_BATCH_MEM,
            resume="ER_AML's per-class replay loaders (generators; a resume that skipped them was not exact)",
            fixed={"feature_extractor": "@features"}, conditions=_NO_CONDITIONS, paper="Caccia et al. 2022"),
     Method("icarl", "avalanche.training:ICaRL", "iCaRL: herding exemplars, distillation and a nearest-mean-of-"
            "exemplars classifier", settings=CLASS_TASK, buffer="memory_size", relearn_first=True,
            defaults={"memory_size": 200, "fixed_memory": True},
            why="Avalanche requires memory_size and fixed_memory; 200 as `replay`, and a fixed total memory as "
-               "the paper's K", fixed={"buffer_transform": None}, model="icarl", conditions=_NO_CONDITIONS,
+               "the paper's K", fixed={"buffer_transform": None}, model="icarl",
+           memory_kinds={"x_memory": "raw_inputs"},  # its exemplars (beside the old model and class means)
+           conditions=_NO_CONDITIONS,
            paper="Rebuffi et al. 2017"),
     Method("gdumb", "avalanche.training.plugins:GDumbPlugin", "GDumb: retrain from the start on a class-balanced "
            "greedy buffer only", buffer="mem_size", paper="Prabhu et al. 2020"),
     Method("gem", "avalanche.training.plugins:GEMPlugin", "GEM: project the gradient so no stored experience's "
-           "loss increases", buffer="patterns_per_experience", buffer_per="experience",
+           "loss increases", buffer="patterns_per_experience", buffer_per="experience", item_extra=0,
            defaults={"patterns_per_experience": 50, "memory_strength": 0.5},
            why="Avalanche requires both; 50 per experience as `agem`, and GEM's strategy default 0.5",
            paper="Lopez-Paz & Ranzato 2017"),
     Method("gss", "avalanche.training.plugins:GSS_greedyPlugin", "GSS-greedy: keep a buffer of gradient-diverse "
-           "samples", buffer="mem_size", fixed={"input_size": "@input_shape"}, paper="Aljundi et al. 2019b"),
+           "samples", buffer="mem_size", item_extra=4, fixed={"input_size": "@input_shape"},
+           paper="Aljundi et al. 2019b"),
     Method("mir", "avalanche.training.plugins:MIRPlugin", "MIR: replay the stored samples a virtual update would "
-           "interfere with most", buffer="mem_size", defaults={"batch_size_mem": 10}, relearn_first=True,
+           "interfere with most", buffer="mem_size", item_extra=4, defaults={"batch_size_mem": 10}, relearn_first=True,
            resume="MIR's replay loader, made at the end of an experience (a generator)",
            why="Avalanche requires batch_size_mem; 10 as its examples", paper="Aljundi et al. 2019a"),
     Method("bic", "avalanche.training.plugins:BiCPlugin", "BiC: replay plus a bias-correction layer fitted on a "
@@ -96,16 +108,18 @@ METHODS: tuple[Method, ...] = (
            why="200 as `replay` and as Avalanche's BiC strategy (the plugin's default is 2000)", loader="avalanche",
            paper="Wu et al. 2019"),
     Method("rar", "avalanche.training.plugins:RARPlugin", "RAR: repeated augmented rehearsal (adversarial "
-           "augmentation of replayed samples)", buffer="mem_size", defaults={"batch_size_mem": 10},
+           "augmentation of replayed samples)", buffer="mem_size", item_extra=4, defaults={"batch_size_mem": 10},
            why="Avalanche requires batch_size_mem; 10 as its examples", loader="avalanche", paper="Zhang et al. 2022",
+           memory_kinds={"replay_loader": None, "iter_replay": None},  # loaders over the buffer, not more memory
            resume="RAR's replay iterator, which runs on from one experience into the next"),
     Method("scr", "avalanche.training:SCR", "SCR: supervised-contrastive replay with a nearest-class-mean "
-           "classifier", settings=("class",), buffer="mem_size", defaults={"mem_size": 200},
+           "classifier", settings=("class",), buffer="mem_size", item_extra=4, defaults={"mem_size": 200},
            why="200 as `replay` (Avalanche's default is 100)", model="scr", loader="avalanche",
            not_state=("augmentations",),
            conditions=_NO_CONDITIONS, paper="Mai et al. 2021"),
     Method("mer", "avalanche.training:MER", "MER: meta-experience replay (Reptile over replayed batches)",
-           buffer="mem_size", relearn_first=True, conditions=_NO_CONDITIONS, paper="Riemer et al. 2019"),
+           buffer="mem_size", item_extra=4, memory_kinds={"w_bef": None},  # Reptile's weights before a batch
+           relearn_first=True, conditions=_NO_CONDITIONS, paper="Riemer et al. 2019"),
     Method("lamaml", "avalanche.training.supervised.lamaml_v2:LaMAML", "La-MAML: look-ahead meta-learning with "
            "learnt per-parameter learning rates (Avalanche's torch.func version; the `higher` one is not "
            "installed)", buffer="max_buffer_size", model="base-model", relearn_first=True,
@@ -122,14 +136,16 @@ METHODS: tuple[Method, ...] = (
            paper="De Lange & Tuytelaars 2021"),
     Method("generative-replay", "avalanche.training:GenerativeReplay", "deep generative replay: a VAE "
            "(Avalanche's MlpVAE for the input shape) generates old inputs, labelled by the previous model",
-           model="generative-replay", resume="the generator's own strategy (VAETraining) and optimizer", conditions=_NO_CONDITIONS, paper="Shin et al. 2017"),
+           model="generative-replay", resume="the generator's own strategy (VAETraining) and optimizer",
+           conditions=_NO_CONDITIONS, paper="Shin et al. 2017"),
     # Regularisation and distillation.
     Method("mas", "avalanche.training.plugins:MASPlugin", "MAS: memory-aware synapses (output-sensitivity "
            "importances)", paper="Aljundi et al. 2018"),
     Method("rwalk", "avalanche.training.plugins:RWalkPlugin", "RWalk: Riemannian walk (online Fisher plus "
            "path-integral importances)", relearn_first=True, defaults={"delta_t": None},
            why="delta_t None = 10 (Avalanche's default), or the training iterations of the shortest experience if "
-               "fewer: RWalk's scores update every delta_t iterations and its loss turns NaN with no update", paper="Chaudhry et al. 2018"),
+               "fewer: RWalk's scores update every delta_t iterations and its loss turns NaN with no update",
+           paper="Chaudhry et al. 2018"),
     Method("lfl", "avalanche.training.plugins:LFLPlugin", "LFL: less-forgetting learning (keep the penultimate "
            "features of the previous model)", defaults={"lambda_e": 0.0001},
            why="Avalanche requires lambda_e; 1e-4 as its tests", model="base-model", paper="Jung et al. 2016"),
@@ -143,7 +159,8 @@ METHODS: tuple[Method, ...] = (
            "cwr_layer_name": "head", "freeze_remaining_model": True}, paper="Lomonaco et al. 2020"),
     Method("slda", "avalanche.training:StreamingLDA", "deep streaming LDA on the warm-started backbone's frozen "
            "features", settings=CLASS_TASK, fixed={"slda_model": "@features", "input_size": "@feature_dim",
-           "num_classes": "@n_classes", "output_layer_name": None, "optimizer": "@drop", "model": "@drop"}, relearn_first=True,
+           "num_classes": "@n_classes", "output_layer_name": None, "optimizer": "@drop", "model": "@drop"},
+           relearn_first=True,
            conditions=_NO_CONDITIONS,
            paper="Hayes & Kanan 2020"),
     # Task-incremental: the task label picks parameters at test time.

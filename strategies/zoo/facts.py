@@ -2,10 +2,10 @@
 streams (built from tensors with `benchmark_from_datasets`, whose experiences carry only a dataset).
 
 iCaRL reads `experience.benchmark.n_classes_per_exp` and `.classes_order`; SCR, PNN and the multi-head
-models read `experience.classes_in_this_experience` and `experience.task_labels`; BiC replaces `experience.dataset` (its training part,
-without the samples it holds out). Every experience a zoo strategy trains on or evaluates is a shallow
-copy that has these facts (from the run's ScenarioInfo) and a settable dataset, so nothing a strategy
-does to it reaches the scenario the runner keeps.
+models read `experience.classes_in_this_experience` and `experience.task_labels`; BiC replaces
+`experience.dataset` (its training part, without the samples it holds out). Every experience a zoo
+strategy trains on or evaluates is a shallow copy that has these facts (from the run's ScenarioInfo) and
+a settable dataset, so nothing a strategy does to it reaches the scenario the runner keeps.
 """
 
 from __future__ import annotations

@@ -155,6 +155,8 @@ def render_table() -> str:
         if not m.conditions:
             choices.append("no condition-token streams")
         buffer = f"`{m.buffer}`" + (" per exp." if m.buffer_per == "experience" else "") if m.buffer else ""
+        if m.buffer:
+            buffer += ", sized by a budget" if m.item_extra is not None else ", not sized by a budget"
         data = "Avalanche's replay loader" if m.loader == "avalanche" else "tensors"
         resume = f"refused: {m.resume}" if m.resume else "exact"
         rows.append(f"| `{m.name}` | {target} | {settings} | {buffer} | {data} | {resume} | {'; '.join(choices)} |")
@@ -182,8 +184,8 @@ def _wrap(text: str, indent: int, width: int = 116) -> str:
 def main(argv: list[str]) -> int:
     text, doc = render(), DOC_FILE.read_text()
     if "--check" in argv:
-        stale = [str(f) for f, now, want in ((TARGET_FILE, TARGET_FILE.read_text(), text), (DOC_FILE, doc, render_doc(doc)))
-                 if now != want]
+        pairs = ((TARGET_FILE, TARGET_FILE.read_text(), text), (DOC_FILE, doc, render_doc(doc)))
+        stale = [str(f) for f, now, want in pairs if now != want]
         if stale:
             print(f"{', '.join(stale)} stale; run `python -m strategies.zoo.generate`", file=sys.stderr)
             return 1

@@ -35,7 +35,8 @@ class ZooStateMixin:
 
     @property
     def own_fields(self) -> list[str]:
-        harness = {"resume_refusal", "relearn_first", "precision", "scenario_info", "not_state"}
+        harness = {"resume_refusal", "relearn_first", "precision", "scenario_info", "not_state", "own_memory_kinds",
+                   "capture_model_fields"}
         return sorted(set(vars(self)) - template_fields() - harness - set(self.not_state))
 
     def strategy_state(self) -> dict[str, Any]:
@@ -52,6 +53,8 @@ class ZooStateMixin:
     def memory_bytes(self) -> Any:
         """The plugins' memory and the class's own fields, by kind; not the last minibatch's replayed inputs
         and outputs (`mb_buffer_x`, DER's `batch_logits`)."""
-        kept = [name for name in self.own_fields if not name.startswith(("mb_", "batch_"))]
-        own = SimpleNamespace(**{name: getattr(self, name) for name in kept})
+        plugins = {id(p) for p in self.plugins}  # counted as plugins already (SCR keeps its ReplayPlugin too)
+        kept = {name: getattr(self, name) for name in self.own_fields if not name.startswith(("mb_", "batch_"))}
+        own = SimpleNamespace(**{k: v for k, v in kept.items() if id(v) not in plugins})
+        own.memory_kinds = getattr(self, "own_memory_kinds", {})
         return super().memory_bytes() + plugin_memory(own, self.model)
