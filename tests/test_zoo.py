@@ -169,3 +169,20 @@ def test_resume_is_exact_or_refused(tmp_path, name):
 @pytest.mark.parametrize("name", sorted(set(RUNNABLE) - {"icarl", "derpp"}))
 def test_every_strategy_resumes_exactly_or_refuses(tmp_path, name):
     check_resume(name, tmp_path)
+
+
+def check_budget(name, tmp_path):
+    sets = ["memory_budget=40KiB"] + (["batch_size=8"] if name == "er-aml" else [])  # ER-AML: 15 per class
+    rec = run(resolve_spec(flags=dict(strategy=name, epochs=1), sets=sets), tmp_path)
+    assert rec.metrics["memory_budget_status"] == "sized", (name, rec.metrics["memory"])
+
+
+def test_a_memory_budget_sizes_derpp_with_its_logits(tmp_path):
+    check_budget("derpp", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(m.name for m in METHODS if m.item_extra is not None and m.name != "derpp"))
+def test_a_memory_budget_sizes_every_method_that_declares_one(tmp_path, name):
+    check_budget(name, tmp_path)
+
