@@ -364,6 +364,35 @@ def _byte_ticks(low: float, high: float, most: int = 5) -> list[float]:
     return powers[:: max(1, len(powers) // most)]
 
 
+@styled
+def stability_gap(curves: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """Continual evaluation (runs with eval_every > 0): accuracy on each experience across training
+    iterations, from the start of its own training on, one panel per method, mean over seeds. Dotted lines
+    mark the experience boundaries; a dip just after one is the stability gap (De Lange et al. 2023)."""
+    sub, scenario = _one_scenario(curves, scenario)
+    methods = tables.order_strategies(sub["strategy"])
+    fig, axes = _grid(len(methods), ncols=2, panel=2.6)
+    for ax, name in zip(axes, methods):
+        run = sub[(sub["strategy"] == name) & (sub["experience"] >= sub["exp"])]
+        seeds = sorted(run["seed"].unique())
+        for j in sorted(run["exp"].unique()):
+            mean = 100 * run[run["exp"] == j].groupby("iteration")["acc"].mean()
+            ax.plot(mean.index, mean.values, color=METHOD_COLOURS[j % len(METHOD_COLOURS)], linewidth=1.1,
+                    label=f"experience {j}", zorder=3)
+        ends = run[run["seed"] == seeds[0]].groupby("experience")["iteration"].max()
+        for k, end in ends.items():
+            if k < ends.index.max():
+                ax.axvline(end, color="grey", linestyle=":", linewidth=1, zorder=1)
+        ax.set_title(f"{name} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("accuracy (%)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right center", frameon=False, title="test experience")
+    fig.suptitle(f"Continual evaluation on {scenario} (dotted: experience boundaries)")
+    return fig
+
+
 def scenario_figures(loaded: tables.Loaded, scenario: str) -> dict[str, Figure]:
     """Every figure the stored results of one scenario allow, by file name."""
     frame = loaded.frame[loaded.frame["scenario"] == scenario]
@@ -379,6 +408,9 @@ def scenario_figures(loaded: tables.Loaded, scenario: str) -> dict[str, Figure]:
     projections = loaded.projections[loaded.projections["scenario"] == scenario]
     if not projections.empty:
         figures["update_projection"] = update_projection(projections, labels=_exp_labels(frame))
+    curves = loaded.curves[loaded.curves["scenario"] == scenario]
+    if not curves.empty:
+        figures["stability_gap"] = stability_gap(curves)
     return figures
 
 

@@ -43,6 +43,10 @@ DESCRIPTIONS = {
                                 "by a later one.",
     "accuracy_vs_memory": "Final average accuracy against the bytes a method stores between experiences "
                           "(log scale; methods storing nothing sit at 0).",
+    "stability_gap": "Continual evaluation (runs with eval_every > 0): accuracy on each experience every N "
+                     "training iterations, from its own training on; dotted lines are experience boundaries. A "
+                     "dip on earlier experiences just after a boundary that later recovers is the stability "
+                     "gap (De Lange et al., ICLR 2023); min-ACC and WC-ACC in each run's metrics.json measure it.",
     "update_projection": "The generated updates of held-out instances on their first two principal "
                          "components, coloured by experience (one seed).",
 }

@@ -33,6 +33,7 @@ CANONICAL_ORDER = ("naive", "joint", "cumulative", "replay", "ewc", "si", "lwf",
                    "lora", "olora", "lora-per-task", "hnet", "hywu")
 COSTS = ["train_seconds", "samples_per_second", "trainable_parameters", "stored_memory_bytes"]
 INTERFERENCE_FILE = "interference.json"
+CURVE_COLUMNS = KEYS + ["iteration", "experience", "exp", "acc"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class Loaded:
     probes: pd.DataFrame  # scenario, strategy, seed, kind, i, j, value (interference.json matrices)
     projections: pd.DataFrame  # scenario, strategy, seed, exp, pc1, pc2, ev1, ev2 (updates in 2-D, variance shares)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (run folder, why)
+    # scenario, strategy, seed, iteration, experience (being trained), exp, acc: the curve.csv of runs with
+    # eval_every > 0, long format, only where evaluated
+    curves: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CURVE_COLUMNS))
 
 
 def order_strategies(names: Any) -> list[str]:
@@ -114,7 +118,7 @@ def load(out: str | Path, scenarios: Sequence[str] | None = None) -> Loaded:
         complete = [p for p in complete if p.parent.parent.name in scenarios]
         incomplete = [p for p in incomplete if p.parent.parent.name in scenarios]
     skipped = [(p, "unfinished (no COMPLETE marker)") for p in incomplete]
-    rows, probes, projections = [], [], []
+    rows, probes, projections, curves = [], [], [], []
     for path in complete:
         try:
             run = results.load_run(path)
@@ -129,12 +133,27 @@ def load(out: str | Path, scenarios: Sequence[str] | None = None) -> Loaded:
             _probe_rows(path / INTERFERENCE_FILE, key, probes, projections)
         except Exception as err:
             log.warning("ignoring %s: %s: %s", path / INTERFERENCE_FILE, type(err).__name__, err)
+        try:
+            _curve_rows(path / results.CURVE, key, curves)
+        except Exception as err:
+            log.warning("ignoring %s: %s: %s", path / results.CURVE, type(err).__name__, err)
     for path, why in skipped:
         log.warning("skipping run %s: %s", path, why)
     columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS
     return Loaded(pd.DataFrame(rows, columns=columns),
                   pd.DataFrame(probes, columns=KEYS + ["kind", "i", "j", "value"]),
-                  pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2", "ev1", "ev2"]), skipped)
+                  pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2", "ev1", "ev2"]), skipped,
+                  pd.DataFrame(curves, columns=CURVE_COLUMNS))
+
+
+def _curve_rows(path: Path, key: dict[str, Any], curves: list) -> None:
+    if not path.exists():
+        return
+    iterations, experience, acc = results.curve_from_csv(path)
+    for n, (iteration, k) in enumerate(zip(iterations, experience)):
+        for j, value in enumerate(acc[n]):
+            if not math.isnan(value):
+                curves.append({**key, "iteration": int(iteration), "experience": int(k), "exp": j, "acc": value})
 
 
 def _probe_rows(path: Path, key: dict[str, Any], probes: list, projections: list) -> None:
