@@ -275,16 +275,15 @@ def step_interference(frame: pd.DataFrame, scenario: str | None = None) -> Figur
 
 
 @styled
-def cosine_heatmaps(probes: pd.DataFrame, kind: str = "gradient_conflict", scenario: str | None = None) -> Figure:
+def cosine_heatmaps(probes: pd.DataFrame, kind: str = "gradient_conflict_shared_lora",
+                    scenario: str | None = None) -> Figure:
     """Cosine between every pair of experiences (gradient conflict or operator separation), mean over seeds."""
     sub, scenario = _one_scenario(probes[probes["kind"] == kind], scenario) if len(probes) else (probes, scenario)
     if sub.empty:
         raise ValueError(f"no '{kind}' probes stored for this scenario")
     panels = [(name, _mean_matrix(sub[sub["strategy"] == name], "value", "i", "j"))
               for name in tables.order_strategies(sub["strategy"])]
-    title = {"gradient_conflict": "Gradient conflict (cosine of experience loss gradients)",
-             "gradient_conflict_updates": "Gradient conflict on generated updates",
-             "operator_separation": "Operator separation (cosine of mean generated updates)"}.get(kind, kind)
+    title = tables.PROBE_TITLES.get(kind, kind)
     fig = _heatmaps(panels, "RdBu_r", -1, 1, lambda v: f"{v:.2f}".replace("0.", ".").replace("-.", "−."),
                     "experience", "experience", "cosine similarity")
     fig.suptitle(f"{title} on {scenario}")
@@ -402,7 +401,7 @@ def scenario_figures(loaded: tables.Loaded, scenario: str) -> dict[str, Figure]:
                "accuracy_vs_forgetting": accuracy_vs_forgetting(frame), "forgetting_bars": forgetting_bars(frame),
                "step_interference": step_interference(frame), "accuracy_vs_memory": accuracy_vs_memory(frame)}
     probes = loaded.probes[loaded.probes["scenario"] == scenario]
-    for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
+    for kind in tables.PROBE_KINDS:
         if (probes["kind"] == kind).any():
             figures[kind] = cosine_heatmaps(probes, kind)
     projections = loaded.projections[loaded.projections["scenario"] == scenario]

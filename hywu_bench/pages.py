@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hywu_bench import results, tables
+from hywu_bench.interference import DESCRIPTIONS as PROBE_DESCRIPTIONS
 
 
 REPORT_DIR = "_report"
@@ -23,14 +24,7 @@ DESCRIPTIONS = {
     "step_interference": "How much learning experience i cost each earlier experience j, in accuracy points "
                          "(I[i, j] = R[i-1, j] - R[i, j]): the mean over all such pairs and the worst single step; "
                          "the matrices below are means over seeds.",
-    "gradient_conflict": "Cosine similarity between the loss gradients of two experiences on the method's "
-                         "trainable parameters, on held-out test samples after the final experience. Negative "
-                         "values mean one shared update cannot serve both (the HY-WU paper reports about -0.3 "
-                         "between conflicting editing tasks under a shared update).",
-    "gradient_conflict_updates": "The same cosine, taken with respect to the generated updates themselves: "
-                                 "whether the conflict survives in the space the generator writes to.",
-    "operator_separation": "Cosine similarity between the mean generated update of each pair of experiences: "
-                           "low values mean the generator puts the experiences in different regions.",
+    **PROBE_DESCRIPTIONS,  # the interference probes describe themselves (hywu_bench/interference.py)
     "accuracy_matrices": "Accuracy on every test experience (columns) after training each experience (rows), "
                          "mean over seeds. Forgetting shows as a fading lower triangle.",
     "accuracy_over_stream": "Accuracy on each experience as the stream goes on (bands: ±1 std over seeds); the "

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hywu_bench import metrics, results
+from hywu_bench.interference import MATRIX_KINDS as PROBE_KINDS, TITLES as PROBE_TITLES  # torch-free at import
 
 log = logging.getLogger(__name__)
 
@@ -428,9 +429,7 @@ def matrix_markdown(table: pd.DataFrame, kind: str, row_label: str = "after") ->
 TABLES = {  # name: (title, columns of its summary table)
     "forgetting": ("Forgetting and costs", FORGETTING_COLUMNS),
     "step_interference": ("Step interference", INTERFERENCE_COLUMNS),
-    "gradient_conflict": ("Gradient conflict on shared parameters", PROBE_COLUMNS),
-    "gradient_conflict_updates": ("Gradient conflict on generated updates", PROBE_COLUMNS),
-    "operator_separation": ("Operator separation", PROBE_COLUMNS),
+    **{kind: (PROBE_TITLES[kind], PROBE_COLUMNS) for kind in PROBE_KINDS},  # interference.json's matrices
 }
 
 
@@ -443,7 +442,7 @@ def scenario_tables(loaded: Loaded, scenario: str) -> dict[str, tuple[pd.DataFra
     out["forgetting"] = (forgetting_table(frame), None)
     out["step_interference"] = (step_interference_summary(frame), step_interference_table(frame))
     probes = loaded.probes[loaded.probes["scenario"] == scenario]
-    for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
+    for kind in PROBE_KINDS:
         sub = probes[probes["kind"] == kind]
         if not sub.empty:
             out[kind] = (probe_summary(sub, kind), matrix_table(sub.drop(columns="kind")))
