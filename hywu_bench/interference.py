@@ -6,13 +6,16 @@ of the same size, so streams whose users label the same test images compare them
 cosine is only comparable between methods if every method's gradient lives in the same space; two
 probes are, two are the method's own:
 
-- `gradient_conflict_logits` (every method, one space): g_e = dL_e/d delta, the gradient of experience
-  e's mean cross-entropy with respect to one offset delta (C,) added to every instance's logits, i.e. the
-  per-instance logit gradients averaged: g_e = 1/n sum_k (softmax(z_k) - onehot(y_k)). It is the gradient
-  of a quantity every model has (its output), taken at each model's own predictions, so the cosine says
-  whether two experiences want the same classes pushed up or down. It sees only class-level conflict:
-  two users with opposite labels on balanced data both have g near the class-frequency residual, so it
-  is blind to the instance-level conflict the next probe measures.
+- `gradient_conflict_logits` (every method, one space): per instance, then averaged. For instance k of
+  the sample, d_k^e = dl(z_k, y_k)/dz_k = softmax(z_k) - onehot(y_k) (C,) is the gradient of its loss
+  with respect to its own logits, a space every method shares; the entry for experiences e, f is the mean
+  over positions k < min(n_e, n_f) of cos(d_k^e, d_k^f) (an instance whose gradient is zero counts 0).
+  It is the gradient of a shared quantity too, one offset per instance added to its logits, each instance
+  weighted equally. On same-image streams (preference-, inverse-) position k is the same image under two
+  users, so it says whether the two users want that image's outputs moved the same way: the instance-
+  level conflict of the HY-WU paper, where a summed gradient (below) can hide it. On other streams
+  position k pairs two unrelated images, and it says how aligned two experiences' output errors typically
+  are (e.g. both pushing down the newest classes).
 - `gradient_conflict_shared_lora` (every method, one space): g_e = dL_e/dB of one fixed adapter
   y = W x + B A x injected at the same site of every method's final model (the last Linear adapter site of
   the backbone, fc2 of the MLP and fc1 of the CNN, else the head), with A (r, D_in) a fixed seeded
@@ -71,7 +74,7 @@ MATRIX_KINDS = ("gradient_conflict_logits", "gradient_conflict_shared_lora", "gr
 RENAMED = {1: {"gradient_conflict": "gradient_conflict_own_parameters",  # format 1 key -> this format's
                "gradient_conflict_updates": "gradient_conflict_own_factors"}}
 TITLES = {  # for tables and figures
-    "gradient_conflict_logits": "Gradient conflict on the logits (all methods, one space)",
+    "gradient_conflict_logits": "Gradient conflict on the logits, per instance (all methods, one space)",
     "gradient_conflict_shared_lora": "Gradient conflict on one shared LoRA adapter (all methods, one space)",
     "gradient_conflict_own_parameters": "Gradient conflict in the method's own parameters",
     "gradient_conflict_own_factors": "Gradient conflict in the method's own generated factors",
@@ -79,9 +82,10 @@ TITLES = {  # for tables and figures
 }
 DESCRIPTIONS = {  # the report's paragraph per probe
     "gradient_conflict_logits":
-        "Cosine between two experiences' loss gradients with respect to one offset added to every logit "
-        "(the per-instance logit gradients softmax - onehot, averaged over held-out test instances): the same "
-        "space for every method, so values compare across methods. It sees class-level conflict only.",
+        "Cosine between two experiences' per-instance loss gradients with respect to the logits (softmax - "
+        "onehot), averaged over the held-out instances at the same sample positions (the same image under "
+        "two users on preference and inverse streams): the same space for every method, so values compare "
+        "across methods; instance-level conflict that a summed gradient can hide.",
     "gradient_conflict_shared_lora":
         "Cosine between two experiences' loss gradients with respect to B of one fixed zero-B rank-r LoRA "
         "adapter injected at the same site of every method's final model: the single shared update of the "
@@ -128,14 +132,14 @@ def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, 
                 loss = _cross_entropy(logits, batch[1])
                 found = torch.autograd.grad(loss, [*params, logits, *adapter.leaves], allow_unused=True)
             own.append(_flat(found[:len(params)], params))
-            logit.append(found[len(params)].detach().double().sum(0).cpu())  # (C,): mean of softmax - onehot
+            logit.append(found[len(params)].detach().double().cpu())  # (n, C): (softmax - onehot) / n
             if adapter.leaves and found[-1] is not None:
                 shared.append(found[-1].detach().double().reshape(-1).cpu())  # (D_out r,)
             factors.append(watch.factors)
         out["parameters"] = int(sum(p.numel() for p in params))
         out["gradient_norms"] = [float(g.norm()) for g in own]  # in the method's own parameters
         out["gradient_conflict_own_parameters"] = cosine_matrix(torch.stack(own)).tolist()
-        out["gradient_conflict_logits"] = cosine_matrix(torch.stack(logit)).tolist()
+        out["gradient_conflict_logits"] = paired_cosines(logit).tolist()
         if site is not None and len(shared) == len(batches):
             out["gradient_conflict_shared_lora"] = cosine_matrix(torch.stack(shared)).tolist()
             out["shared_lora"] = {"site": site[0], "rank": int(A.shape[0]), "seed": seed}
@@ -266,6 +270,20 @@ def _flat(grads: Any, params: list["torch.Tensor"]) -> "torch.Tensor":
 def cosine_matrix(vectors: "torch.Tensor") -> "torch.Tensor":
     """(T, P) -> (T, T) cosine similarities; a zero vector has cosine 0 with everything else."""
     return cosine_from_gram(vectors.double() @ vectors.double().T).float()
+
+
+def paired_cosines(rows: list["torch.Tensor"]) -> "torch.Tensor":
+    """[(n_e, C)] per experience -> (T, T): mean over positions k < min(n_e, n_f) of cos(rows_e[k], rows_f[k])."""
+    import torch
+
+    unit = [r.double() / r.double().norm(dim=1, keepdim=True).clamp_min(1e-30) for r in rows]  # zero rows stay 0
+    T = len(unit)
+    out = torch.eye(T, dtype=torch.float64)
+    for e in range(T):
+        for f in range(e + 1, T):
+            m = min(len(unit[e]), len(unit[f]))
+            out[e, f] = out[f, e] = (unit[e][:m] * unit[f][:m]).sum(1).mean() if m else 0.0
+    return out.float()
 
 
 def cosine_from_gram(gram: "torch.Tensor") -> "torch.Tensor":

@@ -52,18 +52,19 @@ def test_gradient_conflict_equals_cosines_of_hand_computed_gradients() -> None:
 
 
 def test_logit_gradient_conflict_by_hand() -> None:
-    """With zero weights every softmax is uniform (1/4 each), so g_e = 1/4 - class frequencies of e:
-    all 0 -> (-3, 1, 1, 1)/4, all 1 -> (1, -3, 1, 1)/4, half 2 half 3 -> (1, 1, -1, -1)/4."""
+    """With zero weights every softmax is uniform, so instance k's logit gradient is 1/4 - onehot(y_k): the
+    same label gives cosine 1, two labels a != b give (4/16 - 1/4 - 1/4) / (3/4) = -1/3; then the mean over
+    the positions k."""
     x = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
-    labels = [torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long), torch.tensor([2, 3] * 4)]
+    labels = [torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long), torch.tensor([0, 1] * 4)]
     info = ScenarioInfo("toy", "domain", 4, (6,), tuple(ExperienceInfo(k, (0, 1, 2, 3), "toy") for k in range(3)))
     scenario = make_scenario([ExperienceTensors(x, y) for y in labels], [ExperienceTensors(x, y) for y in labels], info)
     model = nn.Linear(6, 4)
     nn.init.zeros_(model.weight), nn.init.zeros_(model.bias)
     cos = interference.probe(LinearStrategy(model), scenario, None, n_samples=8)["gradient_conflict_logits"]
-    assert cos[0][1] == pytest.approx(-1 / 3, abs=1e-6)  # (-3 - 3 + 1 + 1) / 12
-    assert cos[0][2] == pytest.approx(-1 / math.sqrt(3), abs=1e-6)  # (-3 + 1 - 1 - 1) / (sqrt(12) sqrt(4))
-    assert cos[1][2] == pytest.approx(-1 / math.sqrt(3), abs=1e-6)
+    assert cos[0][1] == pytest.approx(-1 / 3, abs=1e-6)  # (1/16 * 2 - 3/16 * 2) / (12/16) at every position
+    assert cos[0][2] == pytest.approx((1 - 1 / 3) / 2, abs=1e-6)  # half the positions agree (1), half not
+    assert cos[1][2] == pytest.approx((1 - 1 / 3) / 2, abs=1e-6)
 
 
 def test_shared_lora_gradient_is_the_site_weight_gradient_projected_on_A() -> None:
@@ -191,11 +192,13 @@ def test_hywu_probe_end_to_end_stored_and_drawn(tmp_path: Path) -> None:
         finally:
             weight.requires_grad_(False)
         own.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, trainable)]))
-        logit.append((logits.softmax(1) - nn.functional.one_hot(y[keep], 10)).mean(0).detach())
+        logit.append((logits.softmax(1) - nn.functional.one_hot(y[keep], 10)).detach())  # (32, 10)
         shared.append((g_weight @ A.T).flatten())
-    for kind, (a, b) in (("gradient_conflict_own_parameters", own), ("gradient_conflict_logits", logit),
-                         ("gradient_conflict_shared_lora", shared)):
-        assert out[kind][0][3] == pytest.approx(torch.cosine_similarity(a, b, dim=0).item(), abs=1e-4), kind
+    expected = {"gradient_conflict_own_parameters": torch.cosine_similarity(*own, dim=0).item(),
+                "gradient_conflict_logits": torch.cosine_similarity(*logit, dim=1).mean().item(),  # per position
+                "gradient_conflict_shared_lora": torch.cosine_similarity(*shared, dim=0).item()}
+    for kind, value in expected.items():
+        assert out[kind][0][3] == pytest.approx(value, abs=1e-4), kind
 
     path = tmp_path / "interference.json"
     interference.save(path, out)
