@@ -127,3 +127,8 @@ def test_a_ray_task_whose_worker_dies_is_retried_and_completes(tmp_path, ray_hea
     assert outcome.ok, outcome.error
     want = results.run_dir(reference, "split-digits", "naive", 0) / "accuracy_matrix.csv"
     assert (path / "accuracy_matrix.csv").read_bytes() == want.read_bytes()
+
+
+def test_an_edited_scenario_file_is_refused_by_ray(tmp_path, ray_head, edited_file_is_refused):
+    address, _ = ray_head
+    edited_file_is_refused(tmp_path, "--executor", "ray", "--executor-opt", f"address={address}")

@@ -24,6 +24,9 @@ PANEL = "Where runs execute"
 Executor = Annotated[Optional[str], typer.Option(rich_help_panel=PANEL, help="local, submitit-local, slurm or ray. [default: local, or the suite's]")]
 ExecutorOpt = Annotated[Optional[list[str]], typer.Option("--executor-opt", rich_help_panel=PANEL, help="KEY=VALUE for the executor (repeatable). slurm: partition, time (90, 4:00:00, 1-00:00:00), gpus_per_task, cpus_per_task, mem, array_parallelism, sbatch_lines (repeat to add), jobs_folder; submitit-local: time, gpus_per_task, cpus_per_task, jobs_folder; ray: address (HOST:PORT), num_gpus, num_cpus, retries, shared_path, jobs_folder.")]
 ExecutorConfig = Annotated[Optional[Path], typer.Option(rich_help_panel=PANEL, help="A TOML file whose [executor] table holds kind and the executor's keys (flags override it).")]
+Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")]
+Overwrite = Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")]
 Workers = Annotated[Optional[int], typer.Option(rich_help_panel=PANEL, help="local: runs in parallel, each in its own process. [default: 1, or the suite's]")]
 
 
@@ -98,15 +101,15 @@ def _print_rendered(rendered: Any) -> None:
 @user_errors
 def compare_command(
     scenario: Annotated[str, typer.Option(help="Scenario name (see `hywu-bench list`).")],
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu.")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu; a strategy's variants in brackets, each run stored under its own name: replay\\[mem_size=100,500] (replay-mem_size100, replay-mem_size500), ';' between keys for a cartesian product: replay\\[mem_size=100,500;buffer=class,experience].")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds or ranges, e.g. 0,1,2 or 0-4.")] = "0,1,2",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable.")] = None,
+    device: Device = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable. memory_budget=1.4MiB sizes every rehearsal method's memory to those bytes; memory_budget=match:STRATEGY runs STRATEGY first and gives the others its stored bytes, seed by seed.")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
-    overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
+    overwrite: Overwrite = False,
     plugin: Plugins = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    quiet: Quiet = False,
     executor: Executor = None, executor_opt: ExecutorOpt = None, executor_config: ExecutorConfig = None,
     workers: Workers = None,
 ) -> None:
@@ -114,6 +117,9 @@ def compare_command(
 
     Complete runs already on disk are reused, so an interrupted compare resumes where it stopped. Runs
     execute here (--executor local), on SLURM through submitit, or on a Ray cluster.
+
+    Equal memory: --set memory_budget=match:hywu runs hywu first, then every other strategy with hywu's
+    stored bytes of the same seed as its budget (docs/memory.md).
     """
     options = executor_options(executor, executor_opt, workers, executor_config)
     from hywu_bench.executors import make_executor
@@ -122,9 +128,11 @@ def compare_command(
     load_plugins(plugin)
     from hywu_bench import sweep
 
-    names, seed_list = _csv(strategies, "strategies"), parse_seeds(seeds)
+    from hywu_bench.variants import parse_all, split_top_level
+
+    names, seed_list = split_top_level(strategies), parse_seeds(seeds)
     flags = {"epochs": epochs, "device": device}
-    progress = GridProgress(len(names) * len(seed_list), quiet)
+    progress = GridProgress(len(parse_all(names)) * len(seed_list), quiet)
     try:
         result = sweep.compare(scenario, names, seed_list, out, sets=set_ or [], flags=flags, executor=runner,
                                listener=progress, overwrite=overwrite)
@@ -155,10 +163,10 @@ def paper_command(
     scale: Annotated[str, typer.Option(help="smoke (2 CPU cores, about 15 minutes) or full (a GPU).")] = "smoke",
     out: Annotated[Optional[Path], typer.Option(help="Results folder. [default: results/paper-SCALE]")] = None,
     suite: Annotated[Optional[Path], typer.Option(help="A suite TOML instead of the shipped one.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")] = False,
+    device: Device = None,
+    overwrite: Overwrite = False,
     plugin: Plugins = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    quiet: Quiet = False,
     executor: Executor = None, executor_opt: ExecutorOpt = None, executor_config: ExecutorConfig = None,
     workers: Workers = None,
 ) -> None:
