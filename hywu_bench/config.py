@@ -54,6 +54,10 @@ class RunSpec:
     # strategy's buffer or anchors (hywu_bench.memory); None: the strategy's own options
     scenario_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    eval_every: int = 0  # > 0: also evaluate on the test experiences seen so far every N training iterations
+    # (continual evaluation, De Lange et al. 2023): curve.csv, min-ACC and WC-ACC; 0: off
+    data_path: Literal["tensor", "avalanche"] = "tensor"  # a harness check: "avalanche" forces Avalanche's
+    # own data loaders instead of the tensor fast path (benchmarks/data_path.py compares the two)
 
     def __post_init__(self) -> None:
         checks = [
@@ -63,6 +67,9 @@ class RunSpec:
             (self.lr is None or self.lr > 0, f"lr must be > 0 (got {self.lr})"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
             (0 <= self.validation < 1, f"validation must be a fraction in [0, 1) (got {self.validation})"),
+            (self.eval_every >= 0, f"eval_every must be >= 0 iterations (0: off), got {self.eval_every}"),
+            (self.data_path in ("tensor", "avalanche"),
+             f"unknown data_path '{self.data_path}'; use tensor or avalanche"),
             (self.eval_batch_size > 0, f"eval_batch_size must be > 0 (got {self.eval_batch_size})"),
             (bool(_DEVICE.match(self.device)), f"unknown device '{self.device}'; use auto, cpu, cuda or cuda:K"),
             (self.memory_budget is None or self.memory_budget > 0,

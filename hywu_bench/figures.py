@@ -293,16 +293,15 @@ def step_interference(frame: pd.DataFrame, scenario: str | None = None) -> Figur
 
 
 @styled
-def cosine_heatmaps(probes: pd.DataFrame, kind: str = "gradient_conflict", scenario: str | None = None) -> Figure:
+def cosine_heatmaps(probes: pd.DataFrame, kind: str = "gradient_conflict_shared_lora",
+                    scenario: str | None = None) -> Figure:
     """Cosine between every pair of experiences (gradient conflict or operator separation), mean over seeds."""
     sub, scenario = _one_scenario(probes[probes["kind"] == kind], scenario) if len(probes) else (probes, scenario)
     if sub.empty:
         raise ValueError(f"no '{kind}' probes stored for this scenario")
     panels = [(name, _mean_matrix(sub[sub["strategy"] == name], "value", "i", "j"))
               for name in tables.order_strategies(sub["strategy"])]
-    title = {"gradient_conflict": "Gradient conflict (cosine of experience loss gradients)",
-             "gradient_conflict_updates": "Gradient conflict on generated updates",
-             "operator_separation": "Operator separation (cosine of mean generated updates)"}.get(kind, kind)
+    title = tables.PROBE_TITLES.get(kind, kind)
     fig = _heatmaps(panels, "RdBu_r", -1, 1, lambda v: f"{v:.2f}".replace("0.", ".").replace("-.", "−."),
                     "experience", "experience", "cosine similarity")
     fig.suptitle(f"{title} on {scenario}")
@@ -501,6 +500,41 @@ def _byte_ticks(low: float, high: float, most: int = 5) -> list[float]:
     return powers[:: max(1, len(powers) // most)]
 
 
+@styled
+def stability_gap(curves: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """Continual evaluation (runs with eval_every > 0): accuracy on each earlier experience across training
+    iterations, from the end of its own training (its boundary evaluation) on, one panel per method, mean
+    over seeds. Dotted lines mark the experience boundaries; a dip just after one that recovers later is
+    the stability gap (De Lange et al. 2023)."""
+    sub, scenario = _one_scenario(curves, scenario)
+    methods = tables.order_strategies(sub["strategy"])
+    fig, axes = _grid(len(methods), ncols=2, panel=2.6)
+    for ax, name in zip(axes, methods):
+        run = sub[sub["strategy"] == name]
+        seeds = sorted(run["seed"].unique())
+        learnt = run.groupby(["seed", "experience"])["iteration"].max()  # each experience's boundary row
+        for j in sorted(run["exp"].unique()):
+            rows = run[run["exp"] == j]
+            ends = learnt.xs(j, level="experience").reindex(rows["seed"]).to_numpy()
+            mean = 100 * rows[rows["iteration"].to_numpy() >= ends].groupby("iteration")["acc"].mean()
+            if mean.empty:
+                continue
+            ax.plot(mean.index, mean.values, color=METHOD_COLOURS[j % len(METHOD_COLOURS)], linewidth=1.1,
+                    label=f"experience {j}", zorder=3)
+        ends = learnt.xs(seeds[0], level="seed")
+        for k, end in ends.items():
+            if k < ends.index.max():
+                ax.axvline(end, color="grey", linestyle=":", linewidth=1, zorder=1)
+        ax.set_title(f"{name} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("accuracy (%)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right center", frameon=False, title="test experience")
+    fig.suptitle(f"Continual evaluation on {scenario} (dotted: experience boundaries)")
+    return fig
+
+
 def scenario_figures(loaded: tables.Loaded, scenario: str) -> dict[str, Figure]:
     """Every figure the stored results of one scenario allow, by file name."""
     frame = loaded.frame[loaded.frame["scenario"] == scenario]
@@ -510,12 +544,15 @@ def scenario_figures(loaded: tables.Loaded, scenario: str) -> dict[str, Figure]:
                "accuracy_vs_forgetting": accuracy_vs_forgetting(frame), "forgetting_bars": forgetting_bars(frame),
                "step_interference": step_interference(frame), "accuracy_vs_memory": accuracy_vs_memory(frame)}
     probes = loaded.probes[loaded.probes["scenario"] == scenario]
-    for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
+    for kind in tables.PROBE_KINDS:
         if (probes["kind"] == kind).any():
             figures[kind] = cosine_heatmaps(probes, kind)
     projections = loaded.projections[loaded.projections["scenario"] == scenario]
     if not projections.empty and set(projections["strategy"]) - set(static_updates(projections)):
         figures["update_projection"] = update_projection(projections, labels=_exp_labels(frame))
+    curves = loaded.curves[loaded.curves["scenario"] == scenario]
+    if not curves.empty:
+        figures["stability_gap"] = stability_gap(curves)
     return figures
 
 

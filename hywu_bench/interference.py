@@ -1,22 +1,49 @@
 """Interference probes on a trained strategy, run once after the final experience and stored with the run.
 
-- gradient conflict: cos(g_i, g_j) between the loss gradients of experiences i and j on the strategy's
-  trainable parameters (those its optimiser updates), each g on a fixed held-out sample of the test
-  experience. Negative: a single shared update cannot serve both (the HY-WU paper reports about -0.3
-  between conflicting editing tasks, e.g. blur/deblur, under one shared update).
-- operator separation (strategies that generate updates): cos(m_i, m_j) between the mean generated
-  update m = mean over instances of dW = scaling * B diag(s) A of each experience, from exact Gram
-  matrices <dW_a, dW_b>_F (never materialising dW); low or negative: the experiences are put apart.
-- gradient conflict on the generated updates: the same cosine, of the loss gradient with respect to the
-  generated factors (A, B and gates: the generator's outputs), summed over the sample's instances.
-  (With respect to dW itself, summed over instances, it would equal the gradient on the base weights.)
+Gradient conflict is the cosine cos(g_i, g_j) between the loss gradients of experiences i and j, each
+g on a fixed held-out sample of the test experience (the same `n_samples` positions of every experience
+of the same size, so streams whose users label the same test images compare them image by image). A
+cosine is only comparable between methods if every method's gradient lives in the same space; two
+probes are, two are the method's own:
+
+- `gradient_conflict_logits` (every method, one space): per instance, then averaged. For instance k of
+  the sample, d_k^e = dl(z_k, y_k)/dz_k = softmax(z_k) - onehot(y_k) (C,) is the gradient of its loss
+  with respect to its own logits, a space every method shares; the entry for experiences e, f is the mean
+  over positions k < min(n_e, n_f) of cos(d_k^e, d_k^f) (an instance whose gradient is zero counts 0).
+  It is the gradient of a shared quantity too, one offset per instance added to its logits, each instance
+  weighted equally. On same-image streams (preference-, inverse-) position k is the same image under two
+  users, so it says whether the two users want that image's outputs moved the same way: the instance-
+  level conflict of the HY-WU paper, where a summed gradient (below) can hide it. On other streams
+  position k pairs two unrelated images, and it says how aligned two experiences' output errors typically
+  are (e.g. both pushing down the newest classes).
+- `gradient_conflict_shared_lora` (every method, one space): g_e = dL_e/dB of one fixed adapter
+  y = W x + B A x injected at the same site of every method's final model (the last Linear adapter site of
+  the backbone, fc2 of the MLP and fc1 of the CNN, else the head), with A (r, D_in) a fixed seeded
+  Gaussian and B (D_out, r) = 0, so the model's function is unchanged and dL/dB = (dL/dW) A^T: the
+  gradient on the site's weight, on a fixed random r-dimensional projection of its inputs. This is the
+  "single shared update" of the HY-WU paper (about -0.3 between conflicting tasks): the update every
+  method would get if it had to serve both experiences with one more LoRA.
+- `gradient_conflict_own_parameters` (in the method's own parameters): g on the parameters the
+  strategy's optimiser updates. Spaces differ between methods (a LoRA's factors are not EWC's weights),
+  so compare its values within a method, not across methods.
+- `gradient_conflict_own_factors` (in the method's own generated factors, generating methods only): the
+  gradient with respect to the generated factors (A, B and gates) of every instance, summed over the
+  sample's instances. Not the gradient of any shared quantity (each instance has its own factors); it says
+  whether the generator's outputs are pulled the same way. (With respect to dW summed over instances it
+  would equal the gradient on the base weights.)
+- `operator_separation` (generating methods): cos(m_i, m_j) between the mean generated update m = mean
+  over instances of dW = scaling * B diag(s) A of each experience, from exact Gram matrices <dW_a, dW_b>_F
+  (never materialising dW); low or negative: the experiences are put apart.
 - update projection: the generated updates on their first two principal components (kernel PCA on
   the same Gram matrix), for the scatter coloured by experience.
 
+Files of format 1 (keys `gradient_conflict`, `gradient_conflict_updates`) load with the keys renamed to
+`gradient_conflict_own_parameters` and `gradient_conflict_own_factors`.
+
 Generated updates are found without importing any strategy: every module with `lora_A`, `lora_B` and
-`scaling` attributes (the low-rank operator wrappers of strategies/hywu/operator.py, used by HY-WU, the
-LoRA family and hnet) is watched during the strategy's own forward pass, and the factors it holds are
-read (per-instance (B, R, D) or shared (R, D)). A strategy may instead define
+`scaling` attributes (the low-rank operator wrappers of strategies/lowrank.py, used by HY-WU, the LoRA
+family and hnet) is watched during the strategy's own forward pass, and the factors it holds are read
+(per-instance (B, R, D) or shared (R, D)). A strategy may instead define
 `generated_updates(x, condition=None, task_labels=None) -> Tensor (B, P)` (keyword arguments are passed
 only when declared; a first parameter named `mbatch` gets Avalanche's minibatch list).
 
@@ -40,46 +67,82 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILE_NAME = "interference.json"
-MATRIX_KINDS = ("gradient_conflict", "gradient_conflict_updates", "operator_separation")
+MATRIX_KINDS = ("gradient_conflict_logits", "gradient_conflict_shared_lora", "gradient_conflict_own_parameters",
+                "gradient_conflict_own_factors", "operator_separation")
+RENAMED = {1: {"gradient_conflict": "gradient_conflict_own_parameters",  # format 1 key -> this format's
+               "gradient_conflict_updates": "gradient_conflict_own_factors"}}
+TITLES = {  # for tables and figures
+    "gradient_conflict_logits": "Gradient conflict on the logits, per instance (all methods, one space)",
+    "gradient_conflict_shared_lora": "Gradient conflict on one shared LoRA adapter (all methods, one space)",
+    "gradient_conflict_own_parameters": "Gradient conflict in the method's own parameters",
+    "gradient_conflict_own_factors": "Gradient conflict in the method's own generated factors",
+    "operator_separation": "Operator separation (cosine of mean generated updates)",
+}
+DESCRIPTIONS = {  # the report's paragraph per probe
+    "gradient_conflict_logits":
+        "Cosine between two experiences' per-instance loss gradients with respect to the logits (softmax - "
+        "onehot), averaged over the held-out instances at the same sample positions (the same image under "
+        "two users on preference and inverse streams): the same space for every method, so values compare "
+        "across methods; instance-level conflict that a summed gradient can hide.",
+    "gradient_conflict_shared_lora":
+        "Cosine between two experiences' loss gradients with respect to B of one fixed zero-B rank-r LoRA "
+        "adapter injected at the same site of every method's final model: the single shared update of the "
+        "HY-WU paper (which reports about -0.3 between conflicting tasks), in one space for all methods.",
+    "gradient_conflict_own_parameters":
+        "Cosine between two experiences' loss gradients in the method's own parameters (those its optimiser "
+        "updates), on held-out test samples after the final experience. Each method has its own space: "
+        "compare within a method, not across methods.",
+    "gradient_conflict_own_factors":
+        "The same cosine in the method's own generated factors (summed over instances): whether the "
+        "generator's outputs are pulled the same way. Not the gradient of a shared quantity.",
+    "operator_separation":
+        "Cosine similarity between the mean generated update of each pair of experiences: low values mean "
+        "the generator puts the experiences in different regions.",
+}
 N_SAMPLES = 128  # test instances per experience: enough for a stable direction, cheap on a CPU
 N_PROJECTED = 64  # instances per experience whose generated updates are compared (Gram: (64 T)^2)
+SHARED_RANK = 16  # rank of the shared probe adapter (capped at the site's input width)
 
 
-def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, seed: int = 0) -> dict[str, Any]:
+def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, seed: int = 0,
+          rank: int = SHARED_RANK) -> dict[str, Any]:
     """Run every probe the strategy allows on `scenario.test_stream`; plain lists, ready for `save`."""
     import torch
-
-    from hywu_bench.data import dataset_tensors
 
     device = torch.device(getattr(setup, "device", "cpu"))
     info = getattr(scenario, "info", None)
     model = strategy.model
     was_training, saved_mbatch = model.training, getattr(strategy, "mbatch", None)
     saved_phase = getattr(strategy, "is_training", None)
-    generator = torch.Generator().manual_seed(seed)
-    batches = []
-    for exp in scenario.test_stream:
-        tensors = dataset_tensors(exp.dataset)
-        if tensors is None:
-            raise ValueError("interference probes need a tensor-backed test stream (hywu_bench.data.make_scenario)")
-        keep = torch.randperm(len(tensors[1]), generator=generator)[:n_samples]
-        batches.append([t[keep].to(device) for t in tensors])
+    batches = [[t.to(device) for t in batch] for batch in sample_batches(scenario.test_stream, n_samples, seed)]
     out: dict[str, Any] = {"format_version": FORMAT_VERSION, "n_samples": n_samples, "experiences": len(batches)}
     model.eval()
     if saved_phase is not None:
         strategy.is_training = False  # evaluation-time forward: no anchors, no training-only branches
     try:
         params = _trainable(strategy)
-        grads, factors = [], []
+        site = shared_site(model)
+        A = None if site is None else shared_adapter_A(site[1].in_features, rank, seed).to(site[1].weight)
+        own, logit, shared, factors = [], [], [], []
         for batch in batches:
-            with _SiteWatch(model) as watch:
-                grads.append(_flat_grad(_loss(strategy, batch, info), params))
+            with _SiteWatch(model) as watch, _SharedAdapter(site, A) as adapter:
+                logits = _logits(strategy, batch, info)  # (n, C)
+                loss = _cross_entropy(logits, batch[1])
+                found = torch.autograd.grad(loss, [*params, logits, *adapter.leaves], allow_unused=True)
+            own.append(_flat(found[:len(params)], params))
+            logit.append(found[len(params)].detach().double().cpu())  # (n, C): (softmax - onehot) / n
+            if adapter.leaves and found[-1] is not None:
+                shared.append(found[-1].detach().double().reshape(-1).cpu())  # (D_out r,)
             factors.append(watch.factors)
         out["parameters"] = int(sum(p.numel() for p in params))
-        out["gradient_norms"] = [float(g.norm()) for g in grads]
-        out["gradient_conflict"] = cosine_matrix(torch.stack(grads)).tolist()
+        out["gradient_norms"] = [float(g.norm()) for g in own]  # in the method's own parameters
+        out["gradient_conflict_own_parameters"] = cosine_matrix(torch.stack(own)).tolist()
+        out["gradient_conflict_logits"] = paired_cosines(logit).tolist()
+        if site is not None and len(shared) == len(batches):
+            out["gradient_conflict_shared_lora"] = cosine_matrix(torch.stack(shared)).tolist()
+            out["shared_lora"] = {"site": site[0], "rank": int(A.shape[0]), "seed": seed}
         _updates(strategy, batches, factors, info, out)
     finally:
         model.train(was_training)
@@ -88,6 +151,71 @@ def probe(strategy: Any, scenario: Any, setup: Any, n_samples: int = N_SAMPLES, 
         if saved_phase is not None:
             strategy.is_training = saved_phase
     return out
+
+
+def sample_batches(stream: Any, n_samples: int, seed: int) -> list[list["torch.Tensor"]]:
+    """[x, y, (c,) t] of `n_samples` instances of every experience, at positions drawn from `seed` and the
+    experience's size only: experiences of one size share positions (the same image on same-image streams)."""
+    import torch
+
+    from hywu_bench.data import dataset_tensors
+
+    batches = []
+    for exp in stream:
+        tensors = dataset_tensors(exp.dataset)
+        if tensors is None:
+            raise ValueError("interference probes need a tensor-backed test stream (hywu_bench.data.make_scenario)")
+        keep = torch.randperm(len(tensors[1]), generator=torch.Generator().manual_seed(seed))[:n_samples]
+        batches.append([t[keep] for t in tensors])
+    return batches
+
+
+def shared_site(model: Any) -> tuple[str, Any] | None:
+    """(name, Linear) where the shared probe adapter goes: the backbone's last Linear adapter site, else its
+    head. The backbone is the first module with `adapter_sites` and a `head`; a low-rank wrapper at the site
+    is looked through to its `base_layer`. None if the model has no such backbone."""
+    from torch import nn
+
+    backbone = next((m for m in model.modules() if hasattr(m, "adapter_sites") and hasattr(m, "head")), None)
+    if backbone is None:
+        return None
+    layers = {name: getattr(backbone.get_submodule(name), "base_layer", backbone.get_submodule(name))
+              for name in (*backbone.adapter_sites, "head")}
+    linear = [name for name in backbone.adapter_sites if isinstance(layers[name], nn.Linear)]
+    name = linear[-1] if linear else "head"
+    return (name, layers[name]) if isinstance(layers[name], nn.Linear) else None
+
+
+def shared_adapter_A(d_in: int, rank: int, seed: int) -> "torch.Tensor":
+    """The shared probe adapter's fixed A (r, D_in), r = min(rank, D_in): seeded Gaussian / sqrt(D_in)."""
+    import torch
+
+    r = min(rank, d_in)
+    return torch.randn(r, d_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) / d_in**0.5
+
+
+class _SharedAdapter:
+    """y = W x + B (A x) at one Linear, with B = 0 a gradient leaf (the function is unchanged), for one pass."""
+
+    def __init__(self, site: tuple[str, Any] | None, A: "torch.Tensor | None"):
+        self.site, self.A, self.leaves, self.handle = site, A, [], None
+
+    def __enter__(self) -> "_SharedAdapter":
+        if self.site is not None:
+            import torch
+            from torch.nn import functional as F
+
+            A = self.A  # (r, D_in)
+            B = torch.zeros(self.site[1].out_features, A.shape[0], dtype=A.dtype, device=A.device,
+                            requires_grad=True)  # (D_out, r)
+            self.leaves = [B]
+            self.handle = self.site[1].register_forward_hook(
+                lambda module, inputs, output: output + F.linear(F.linear(inputs[0], A), B))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.remove()
 
 
 def _trainable(strategy: Any) -> list["torch.nn.Parameter"]:
@@ -122,16 +250,19 @@ def _logits(strategy: Any, batch: list["torch.Tensor"], info: Any) -> "torch.Ten
     return logits
 
 
-def _loss(strategy: Any, batch: list["torch.Tensor"], info: Any) -> "torch.Tensor":
+def _cross_entropy(logits: "torch.Tensor", y: "torch.Tensor") -> "torch.Tensor":
     from torch.nn import functional as F
 
-    return F.cross_entropy(_logits(strategy, batch, info), batch[1])
+    return F.cross_entropy(logits, y)
 
 
-def _flat_grad(loss: "torch.Tensor", params: list["torch.Tensor"]) -> "torch.Tensor":
+def _loss(strategy: Any, batch: list["torch.Tensor"], info: Any) -> "torch.Tensor":
+    return _cross_entropy(_logits(strategy, batch, info), batch[1])
+
+
+def _flat(grads: Any, params: list["torch.Tensor"]) -> "torch.Tensor":
     import torch
 
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).detach().float().cpu()
                       for g, p in zip(grads, params)])
 
@@ -139,6 +270,20 @@ def _flat_grad(loss: "torch.Tensor", params: list["torch.Tensor"]) -> "torch.Ten
 def cosine_matrix(vectors: "torch.Tensor") -> "torch.Tensor":
     """(T, P) -> (T, T) cosine similarities; a zero vector has cosine 0 with everything else."""
     return cosine_from_gram(vectors.double() @ vectors.double().T).float()
+
+
+def paired_cosines(rows: list["torch.Tensor"]) -> "torch.Tensor":
+    """[(n_e, C)] per experience -> (T, T): mean over positions k < min(n_e, n_f) of cos(rows_e[k], rows_f[k])."""
+    import torch
+
+    unit = [r.double() / r.double().norm(dim=1, keepdim=True).clamp_min(1e-30) for r in rows]  # zero rows stay 0
+    T = len(unit)
+    out = torch.eye(T, dtype=torch.float64)
+    for e in range(T):
+        for f in range(e + 1, T):
+            m = min(len(unit[e]), len(unit[f]))
+            out[e, f] = out[f, e] = (unit[e][:m] * unit[f][:m]).sum(1).mean() if m else 0.0
+    return out.float()
 
 
 def cosine_from_gram(gram: "torch.Tensor") -> "torch.Tensor":
@@ -209,7 +354,7 @@ def _updates(strategy: Any, batches: list[list["torch.Tensor"]], factors: list[d
     elif factors and all(factors):
         gram = _factor_gram([_per_instance(f, len(b[0]), k) for f, b, k in zip(factors, batches, n)])
     else:
-        return  # no generated updates: only the gradient-conflict probe applies
+        return  # no generated updates: only the gradient-conflict probes apply
     labels = [e for e, k in enumerate(n) for _ in range(k)]
     out["operator_separation"] = cosine_from_gram(_block_means(gram, labels, len(batches))).tolist()
     out["update_projection"] = _kernel_pca(gram, labels)
@@ -226,7 +371,7 @@ def _updates(strategy: Any, batches: list[list["torch.Tensor"]], factors: list[d
                       for g, t, each in zip(found, leaves, per_instance)]  # summed over the sample's instances
             grads.append(torch.cat([g.reshape(-1).float().cpu() for g in summed]))
         if len({g.numel() for g in grads}) == 1:
-            out["gradient_conflict_updates"] = cosine_matrix(torch.stack(grads)).tolist()
+            out["gradient_conflict_own_factors"] = cosine_matrix(torch.stack(grads)).tolist()
 
 
 def _per_instance(f: dict[str, tuple[Any, ...]], batch: int, keep: int) -> dict[str, tuple[Any, ...]]:
@@ -328,10 +473,16 @@ def save(path: str | Path, probe_result: dict[str, Any]) -> None:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read a stored probe result; matrices come back as nested lists (None where a value was NaN)."""
+    """Read a stored probe result; matrices come back as nested lists (None where a value was NaN). A file
+    of an earlier format comes back with this format's keys."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not an interference file of format version {FORMAT_VERSION}")
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if version != FORMAT_VERSION and version not in RENAMED:
+        known = ", ".join(map(str, sorted({*RENAMED, FORMAT_VERSION})))
+        raise ValueError(f"{path} is not an interference file of a known format version ({known})")
+    for old, new in RENAMED.get(version, {}).items():
+        if old in data:
+            data[new] = data.pop(old)
     for kind in MATRIX_KINDS:
         matrix = data.get(kind)
         if matrix is not None and np.asarray(matrix, dtype=float).ndim != 2:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from hywu_bench import ranking, results, stats, tables
+from hywu_bench.interference import DESCRIPTIONS as PROBE_DESCRIPTIONS
 
 
 REPORT_DIR = "_report"
@@ -31,14 +32,7 @@ DESCRIPTIONS = {
              "as stored memory), their stored total, and the budget a run was sized to.",
     "step_interference": "How much learning experience i cost each earlier experience j, in accuracy points "
                          "(I[i, j] = R[i-1, j] - R[i, j]): the mean over all such pairs and the worst single step.",
-    "gradient_conflict": "Cosine similarity between the loss gradients of two experiences on the method's "
-                         "trainable parameters, on held-out test samples after the final experience. Negative "
-                         "values mean one shared update cannot serve both (the HY-WU paper reports about -0.3 "
-                         "between conflicting editing tasks under a shared update).",
-    "gradient_conflict_updates": "The same cosine, taken with respect to the generated updates themselves: "
-                                 "whether the conflict survives in the space the generator writes to.",
-    "operator_separation": "Cosine similarity between the mean generated update of each pair of experiences: "
-                           "low values mean the generator puts the experiences in different regions.",
+    **PROBE_DESCRIPTIONS,  # the interference probes describe themselves (hywu_bench/interference.py)
     "accuracy_matrices": "Accuracy on every test experience (columns) after training each experience (rows), "
                          "mean over seeds. Forgetting shows as a fading lower triangle.",
     "accuracy_over_stream": "Accuracy on each experience as the stream goes on (bands: ±1 std over seeds); the "
@@ -53,6 +47,10 @@ DESCRIPTIONS = {
                           "experiences (log scale; methods storing nothing sit at 0). A method run at several "
                           "memory sizes (replay at several buffer sizes) is a line, the frontier: a point above "
                           "it beats that method at its own memory. References are dashed lines with their CI.",
+    "stability_gap": "Continual evaluation (runs with eval_every > 0): accuracy on each earlier experience every "
+                     "N training iterations, from the end of its own training on; dotted lines are experience "
+                     "boundaries. A dip just after a boundary that later recovers is the stability gap (De Lange "
+                     "et al., ICLR 2023); min-ACC and WC-ACC in each run's metrics.json measure it.",
     "update_projection": "The generated updates of held-out instances on their first two principal "
                          "components, coloured by experience (one seed).",
 }

@@ -3,7 +3,8 @@
     <out>/<scenario>/<run name>/seed<k>/
         config.json          the resolved RunSpec, library versions, device
         accuracy_matrix.csv  rows before, after_exp0..; columns exp0..  (R with the "before" row b on top)
-        metrics.json         ACC, BWT, forgetting, FWT, per-experience costs
+        metrics.json         ACC, BWT, forgetting, FWT, per-experience costs (min-ACC, WC-ACC with a curve)
+        curve.csv            with eval_every > 0: accuracy on the experiences seen so far every N iterations
         events.jsonl         one line per finished experience
         COMPLETE             written last: a folder without it is an unfinished run
 
@@ -106,6 +107,25 @@ def matrix_from_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     frame = pd.read_csv(path, index_col="row")
     values = frame.to_numpy(dtype=float)
     return values[0], values[1:]
+
+
+CURVE = "curve.csv"  # the continual-evaluation curve of a run with eval_every > 0
+
+
+def curve_to_csv(rows: list[tuple[int, int, list[float]]]) -> str:
+    """iteration, experience (being trained), acc_exp0..acc_exp{T-1} (NaN where not evaluated); floats at
+    full precision, so min-ACC and WC-ACC recomputed from the file equal those in metrics.json."""
+    T = len(rows[0][2]) if rows else 0
+    frame = pd.DataFrame([[i, k, *acc] for i, k, acc in rows],
+                         columns=["iteration", "experience"] + [f"acc_exp{j}" for j in range(T)])
+    return frame.to_csv(index=False)
+
+
+def curve_from_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(iterations (N,), experience being trained (N,), accuracies (N, T)) from a curve.csv."""
+    frame = pd.read_csv(path)
+    acc = frame[[c for c in frame.columns if c.startswith("acc_exp")]].to_numpy(dtype=float)
+    return frame["iteration"].to_numpy(dtype=int), frame["experience"].to_numpy(dtype=int), acc
 
 
 def is_complete(path: Path) -> bool:

@@ -39,8 +39,8 @@ from hywu_bench.loggers import check as check_loggers
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
 from hywu_bench.settings import resolve_hyperparameters, used_settings
-from hywu_bench.training import (AccuracyCollector, DivergencePlugin, HarnessTemplate, ProgressPlugin,
-                                 TaskMaskPlugin, TrainingSetup)
+from hywu_bench.training import (AccuracyCollector, ContinualEvaluation, DivergencePlugin, HarnessTemplate,
+                                 ProgressPlugin, TaskMaskPlugin, TrainingSetup)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ def warm_start_key(spec: RunSpec) -> str:
     key = {**{k: getattr(spec, k) for k in keys}, "input": spec.input_fingerprint()}
     if spec.validation:  # trained on the training part only (unset: the keys of caches made before the field)
         key["validation"] = spec.validation
+    if spec.data_path != "tensor":  # a data-path check trains its own warm start through Avalanche's loaders
+        key["data_path"] = spec.data_path
     blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -155,6 +157,7 @@ def warm_start(model: nn.Module, scenario: Scenario, spec: RunSpec, device: torc
         plugins.insert(0, TaskMaskPlugin(scenario.info))
     setup = TrainingSetup(spec, scenario.info, device, spec.epochs, spec.batch_size, spec.lr, plugins)
     trainer = HarnessTemplate(model=model, optimizer=setup.optimizer(model.parameters()), **setup.template_kwargs())
+    trainer.data_path = spec.data_path
     seed_everything(spec.seed)
     trainer.train(scenario.train_stream[0])
     model.to("cpu")
@@ -250,15 +253,24 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     plugins = [collector, DivergencePlugin(), ProgressPlugin(reporter.epoch)]
     if info.task_aware:
         plugins.insert(0, TaskMaskPlugin(info))
+    evaluation = ContinualEvaluation(scenario.test_stream, resolved.eval_every) if resolved.eval_every else None
+    if evaluation is not None:
+        plugins.append(evaluation)
     setup = TrainingSetup(resolved, info, device, resolved.epochs, resolved.batch_size, resolved.lr, plugins)
     # A builder's own checks (e.g. a setting it cannot run) fail here, before the warm start trains.
-    STRATEGIES.build(spec.strategy, copy.deepcopy(model), setup, **resolved.strategy_options)
+    check = STRATEGIES.build(spec.strategy, copy.deepcopy(model), setup, **resolved.strategy_options)
+    if evaluation is not None and getattr(check, "offline", False):
+        log.warning("eval_every=%d ignored: '%s' trains offline, there is no stream to evaluate during",
+                    resolved.eval_every, spec.strategy)
+        evaluation.every = 0
+        evaluation = None
 
     reporter.start(resolved, info)
     warm = warm_start(model, scenario, resolved, device, out, reporter) if resolved.warm_start else None
     seed_everything(resolved.seed)
     strategy = STRATEGIES.build(spec.strategy, model, setup, **resolved.strategy_options)
     strategy.precision = resolved.precision
+    strategy.data_path = resolved.data_path
 
     T = info.n_experiences
     progress = {"done": 0, "R": np.full((T, T), np.nan).tolist(), "per_experience": []}
@@ -268,6 +280,8 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
         raise UserError(stored.reason)
     if stored.kind == "resume":
         progress = checkpoint.restore(checkpoint.load(path), strategy, spec.strategy)
+        if evaluation is not None:
+            evaluation.load_state(progress.get("curve"))
         log.info("resuming %s after experience %d", path, progress["done"])
     else:
         _clear_run_folder(path)
@@ -275,9 +289,13 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
 
     attached = attach_loggers(strategy, loggers, path, resolved)
     try:
-        _train_stream(strategy, scenario, resolved, collector, progress, path, reporter)
+        _train_stream(strategy, scenario, resolved, collector, progress, path, reporter, evaluation)
     except RunDiverged:
-        _write_results(resolved, path, before, np.array(progress["R"], dtype=float), progress["per_experience"], FAILED)
+        curve = evaluation.state() if evaluation is not None else None  # up to the diverging step
+        if curve is not None and curve["rows"]:
+            results.atomic_write_text(path / results.CURVE, results.curve_to_csv(evaluation.rows))
+        _write_results(resolved, path, before, np.array(progress["R"], dtype=float), progress["per_experience"], FAILED,
+                       curve)
         raise
     finally:
         attached.close()
@@ -308,7 +326,7 @@ def _clear_run_folder(path: Path) -> None:
 
 
 def _train_stream(strategy: Any, scenario: Scenario, spec: RunSpec, collector: AccuracyCollector,
-                  progress: dict, path: Path, reporter: Reporter) -> None:
+                  progress: dict, path: Path, reporter: Reporter, evaluation: ContinualEvaluation | None) -> None:
     info, T = scenario.info, scenario.info.n_experiences
     offline = getattr(strategy, "offline", False)
     stream = [scenario.train_stream] if offline else list(scenario.train_stream)
@@ -339,14 +357,24 @@ def _train_stream(strategy: Any, scenario: Scenario, spec: RunSpec, collector: A
                   "stored_memory_bytes": kept.stored, "memory": kept.to_dict(), "accuracies": R[row].tolist()}
         progress["per_experience"].append(record)
         progress["R"], progress["done"] = R.tolist(), i + 1
+        if evaluation is not None:  # the boundary evaluation (row `row` of R) closes the experience's curve
+            evaluation.add(evaluation.iteration, row, R[row].tolist())
+            progress["curve"] = evaluation.state()
         checkpoint.save(path, strategy, progress)
+        if evaluation is not None:
+            results.atomic_write_text(path / results.CURVE, results.curve_to_csv(evaluation.rows))
         results.append_event(path / "events.jsonl", {"event": "experience_done", **record})
         reporter.experience(row, R[row].tolist(), train_s + eval_s)
 
 
 def _write_results(spec: RunSpec, path: Path, before: np.ndarray, R: np.ndarray, per_exp: list[dict],
-                   marker: str) -> dict:
+                   marker: str, curve: dict | None = None) -> dict:
     summary = metrics.summary(R, before)
+    if curve and curve["rows"]:  # continual evaluation (eval_every > 0): the stability gap's two numbers
+        rows = curve["rows"]
+        summary.update(metrics.stability_summary(metrics.EvaluationCurve(
+            np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))))
+        summary.update({"curve_evaluations": len(rows), "curve_eval_seconds": curve["seconds"]})
     trained = [r["samples_per_second"] for r in per_exp if r["samples_per_second"]]
     summary.update({
         "train_seconds": sum(r["train_seconds"] for r in per_exp),
@@ -367,7 +395,7 @@ def _write_results(spec: RunSpec, path: Path, before: np.ndarray, R: np.ndarray,
 
 def _finish(spec: RunSpec, path: Path, before: np.ndarray, progress: dict, reporter: Reporter) -> RunRecord:
     R = np.array(progress["R"], dtype=float)
-    summary = _write_results(spec, path, before, R, progress["per_experience"], results.COMPLETE)
+    summary = _write_results(spec, path, before, R, progress["per_experience"], results.COMPLETE, progress.get("curve"))
     checkpoint.remove(path)  # the finished run no longer needs it
     reporter.finish()
     return RunRecord(spec, path, before, R, summary)

@@ -30,6 +30,7 @@ from hywu_bench import formatting, metrics, ranking, results
 # How cells look lives in `formatting`; these names stay importable from here, where the tables are.
 from hywu_bench.formatting import (LATEX, MARKDOWN, Column, Style, format_bytes, format_rows,  # noqa: F401
                                    matrix_markdown, note, shown_columns, tex_escape)
+from hywu_bench.interference import MATRIX_KINDS as PROBE_KINDS, TITLES as PROBE_TITLES  # torch-free at import
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ COSTS = ["train_seconds", "samples_per_second", "trainable_parameters", "stored_
          *[f"memory_{kind}" for kind in MEMORY_KINDS], "memory_budget_bytes"]
 META = ["base", "role", "budget_status", "options"]  # per run as stored; None where an older run lacks them
 INTERFERENCE_FILE = "interference.json"
+CURVE_COLUMNS = KEYS + ["iteration", "experience", "exp", "acc"]
 
 
 STORED = Column("stored_memory_bytes", "Stored memory", False, "bytes", mark="budget_status")
@@ -74,6 +76,9 @@ class Loaded:
     probes: pd.DataFrame  # scenario, strategy, seed, kind, i, j, value (interference.json matrices)
     projections: pd.DataFrame  # scenario, strategy, seed, exp, pc1, pc2, ev1, ev2 (updates in 2-D, variance shares)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (run folder, why)
+    # scenario, strategy, seed, iteration, experience (being trained), exp, acc: the curve.csv of runs with
+    # eval_every > 0, long format, only where evaluated
+    curves: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CURVE_COLUMNS))
 
 
 def order_strategies(names: Any, info: dict[str, ranking.Method] | None = None) -> list[str]:
@@ -135,7 +140,7 @@ def load(out: str | Path, scenarios: Sequence[str] | None = None) -> Loaded:
         complete = [p for p in complete if p.parent.parent.name in scenarios]
         incomplete = [p for p in incomplete if p.parent.parent.name in scenarios]
     skipped = [(p, "unfinished (no COMPLETE marker)") for p in incomplete]
-    rows, probes, projections = [], [], []
+    rows, probes, projections, curves = [], [], [], []
     for path in complete:
         try:
             run = results.load_run(path)
@@ -150,12 +155,27 @@ def load(out: str | Path, scenarios: Sequence[str] | None = None) -> Loaded:
             _probe_rows(path / INTERFERENCE_FILE, key, probes, projections)
         except Exception as err:
             log.warning("ignoring %s: %s: %s", path / INTERFERENCE_FILE, type(err).__name__, err)
+        try:
+            _curve_rows(path / results.CURVE, key, curves)
+        except Exception as err:
+            log.warning("ignoring %s: %s: %s", path / results.CURVE, type(err).__name__, err)
     for path, why in skipped:
         log.warning("skipping run %s: %s", path, why)
     columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS + META
     return Loaded(pd.DataFrame(rows, columns=columns),
                   pd.DataFrame(probes, columns=KEYS + ["kind", "i", "j", "value"]),
-                  pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2", "ev1", "ev2"]), skipped)
+                  pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2", "ev1", "ev2"]), skipped,
+                  pd.DataFrame(curves, columns=CURVE_COLUMNS))
+
+
+def _curve_rows(path: Path, key: dict[str, Any], curves: list) -> None:
+    if not path.exists():
+        return
+    iterations, experience, acc = results.curve_from_csv(path)
+    for n, (iteration, k) in enumerate(zip(iterations, experience)):
+        for j, value in enumerate(acc[n]):
+            if not math.isnan(value):
+                curves.append({**key, "iteration": int(iteration), "experience": int(k), "exp": j, "acc": value})
 
 
 def _probe_rows(path: Path, key: dict[str, Any], probes: list, projections: list) -> None:
@@ -313,9 +333,7 @@ TABLES = {  # name: (title, columns of its summary table)
     "forgetting": ("Forgetting", FORGETTING_COLUMNS),
     "costs": ("Costs and memory", COST_COLUMNS),
     "step_interference": ("Step interference", INTERFERENCE_COLUMNS),
-    "gradient_conflict": ("Gradient conflict on shared parameters", PROBE_COLUMNS),
-    "gradient_conflict_updates": ("Gradient conflict on generated updates", PROBE_COLUMNS),
-    "operator_separation": ("Operator separation", PROBE_COLUMNS),
+    **{kind: (PROBE_TITLES[kind], PROBE_COLUMNS) for kind in PROBE_KINDS},  # interference.json's matrices
 }
 MATRICES = "<!-- matrices -->"  # in a table's Markdown: the per-cell matrices follow (the pages cut there)
 
@@ -331,7 +349,7 @@ def scenario_tables(loaded: Loaded, scenario: str) -> dict[str, tuple[pd.DataFra
     out["step_interference"] = (step_interference_summary(frame), step_interference_table(frame))
     probes = loaded.probes[loaded.probes["scenario"] == scenario]
     info = ranking.frame_methods(frame)
-    for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
+    for kind in PROBE_KINDS:
         sub = probes[probes["kind"] == kind]
         if not sub.empty:
             out[kind] = (probe_summary(sub, kind, info), matrix_table(sub.drop(columns="kind")))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -30,14 +31,19 @@ from hywu_bench.memory import KINDS, MemoryBytes
 
 
 class TensorLoadersMixin:
-    """Replace Avalanche's per-sample loaders by `TensorLoader` when the data is plain tensors."""
+    """Replace Avalanche's per-sample loaders by `TensorLoader` when the data is plain tensors.
+
+    `data_path = "avalanche"` (the runner sets it from RunSpec.data_path; nothing else reads that field)
+    keeps Avalanche's own loaders: a check that the fast path changes no result beyond minibatch order.
+    """
 
     train_mb_size: int
     eval_mb_size: int
+    data_path: str = "tensor"
 
     def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
                               drop_last=False, **kwargs):
-        tensors = dataset_tensors(self.adapted_dataset)
+        tensors = dataset_tensors(self.adapted_dataset) if self.data_path == "tensor" else None
         if tensors is None:
             return super().make_train_dataloader(num_workers, shuffle, pin_memory, persistent_workers,
                                                  drop_last, **kwargs)
@@ -45,7 +51,7 @@ class TensorLoadersMixin:
 
     def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None, persistent_workers=False,
                              **kwargs):
-        tensors = dataset_tensors(self.adapted_dataset)
+        tensors = dataset_tensors(self.adapted_dataset) if self.data_path == "tensor" else None
         if tensors is None:
             return super().make_eval_dataloader(num_workers, shuffle, pin_memory, persistent_workers, **kwargs)
         self.dataloader = TensorLoader(tensors, self.eval_mb_size, shuffle=False)
@@ -257,6 +263,75 @@ class AccuracyCollector(_RunnerPlugin):
 
     def accuracies(self, n: int) -> list[float]:
         return [self.correct[j] / self.total[j] if self.total.get(j) else math.nan for j in range(n)]
+
+
+class ContinualEvaluation(AccuracyCollector):
+    """Continual evaluation (De Lange et al., ICLR 2023): every `every` training iterations, the accuracy on
+    the test experiences seen so far (0 to the one being trained), for the stability gap's curve.
+
+    It runs the strategy's own `eval` on those experiences, so task masks, condition tokens and any
+    strategy's eval-time forward apply exactly as in the evaluation that fills R. Training is left as it
+    was: Avalanche's `eval` restores the experience, datasets, loader and every module's train/eval mode
+    and runs without gradients; this plugin also restores the minibatch, its output and loss, the clock's
+    counters and the torch RNG state, so a run with it gives the same accuracy matrix as one without.
+
+    `rows` holds (iteration, experience being trained, accuracies (T,), NaN after that experience);
+    `iteration` counts this run's training iterations (the warm start's are not counted).
+    """
+
+    def __init__(self, test_stream: Any, every: int):
+        super().__init__()
+        self.test_stream, self.every = test_stream, every
+        self.iteration = 0
+        self.rows: list[tuple[int, int, list[float]]] = []
+        self.seconds = 0.0  # spent evaluating
+        self._active = False
+
+    def after_training_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.iteration += 1
+        if self.every > 0 and self.iteration % self.every == 0:
+            self.evaluate(strategy, strategy.experience.current_experience)
+
+    def after_eval_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        if self._active:  # only its own evaluations, never the runner's
+            super().after_eval_iteration(strategy)
+
+    def evaluate(self, strategy: Any, experience: int) -> None:
+        saved = {name: getattr(strategy, name, None) for name in ("mbatch", "mb_output", "loss")}
+        clock = dict(vars(strategy.clock))
+        devices = [strategy.device] if torch.device(strategy.device).type == "cuda" else []
+        t0 = time.perf_counter()
+        self.reset()
+        self._active = True
+        try:
+            with torch.random.fork_rng(devices=devices):
+                strategy.eval(self.test_stream[:experience + 1])
+        finally:
+            self._active = False
+            for name, value in saved.items():
+                setattr(strategy, name, value)
+            vars(strategy.clock).update(clock)
+        self.seconds += time.perf_counter() - t0
+        self.add(self.iteration, experience, self.accuracies(experience + 1))
+
+    def add(self, iteration: int, experience: int, accuracies: list[float]) -> None:
+        """A row of the curve: accuracies on experiences 0..experience; a row at the same iteration (an
+        evaluation on the same weights) is replaced."""
+        T = len(self.test_stream)
+        row = [float(a) for a in accuracies[:experience + 1]] + [math.nan] * (T - experience - 1)
+        if self.rows and self.rows[-1][0] == iteration:
+            self.rows.pop()
+        self.rows.append((iteration, experience, row))
+
+    def state(self) -> dict[str, Any]:
+        """Plain state for the runner's checkpoint (its `progress`), so the curve survives a resume."""
+        return {"iteration": self.iteration, "seconds": self.seconds,
+                "rows": [[i, k, list(acc)] for i, k, acc in self.rows]}
+
+    def load_state(self, state: dict[str, Any] | None) -> None:
+        if state:
+            self.iteration, self.seconds = int(state["iteration"]), float(state["seconds"])
+            self.rows = [(int(i), int(k), [float(a) for a in acc]) for i, k, acc in state["rows"]]
 
 
 class DivergencePlugin(_RunnerPlugin):

@@ -71,6 +71,8 @@ def test_version():
     (["--lr", "-0.1"], "lr must be > 0"),
     (["--seed", "-1"], "seed must be >= 0"),
     (["--device", "tpu"], "unknown device"),
+    (["--set", "eval_every=-1"], "eval_every must be >= 0"),
+    (["--set", "data_path=fast"], "data_path' = 'fast' is not one of 'tensor', 'avalanche'"),
     (["--set", "scenario.n_experiences=3", "--seed", "5"], "must divide"),
     (["--epochs", "3"], "different configuration"),
     (["--strategy", "hnet", "--seed", "6"], "task label at test time"),  # a builder's own check

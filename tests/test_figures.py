@@ -34,8 +34,8 @@ def fabricated() -> tables.Loaded:
             cos = np.clip(rng.normal(0, 0.4, (T, T)), -1, 1)
             cos = (cos + cos.T) / 2
             np.fill_diagonal(cos, 1.0)
-            kinds = ["gradient_conflict"] + (["operator_separation", "gradient_conflict_updates"]
-                                             if strategy == "hywu" else [])
+            kinds = ["gradient_conflict_own_parameters", "gradient_conflict_logits", "gradient_conflict_shared_lora"]
+            kinds += ["operator_separation", "gradient_conflict_own_factors"] if strategy == "hywu" else []
             probes += [{"scenario": "toy", "strategy": strategy, "seed": seed, "kind": kind, "i": i, "j": j,
                         "value": cos[i, j]} for kind in kinds for i in range(T) for j in range(T)]
             if strategy == "hywu":
@@ -51,7 +51,8 @@ FIGURES = [
     ("forgetting_bars", lambda d: figures.forgetting_bars(d.frame)),
     ("step_interference", lambda d: figures.step_interference(d.frame)),
     ("accuracy_vs_memory", lambda d: figures.accuracy_vs_memory(d.frame)),
-    ("gradient_conflict", lambda d: figures.cosine_heatmaps(d.probes, "gradient_conflict")),
+    *[(kind, lambda d, kind=kind: figures.cosine_heatmaps(d.probes, kind))
+      for kind in ("gradient_conflict_own_parameters", "gradient_conflict_shared_lora")],
     ("operator_separation", lambda d: figures.cosine_heatmaps(d.probes, "operator_separation")),
     ("update_projection", lambda d: figures.update_projection(d.projections)),
 ]
@@ -70,7 +71,7 @@ def test_every_figure_renders_on_fabricated_results(name: str, draw, tmp_path: P
 
 def test_scenario_figures_make_every_figure_the_data_allows() -> None:
     names = set(figures.scenario_figures(fabricated(), "toy"))
-    assert names == {n for n, _ in FIGURES} | {"gradient_conflict_updates"}
+    assert names == {n for n, _ in FIGURES} | {"gradient_conflict_own_factors", "gradient_conflict_logits"}
 
 
 def test_methods_keep_one_style_and_hywu_stands_out() -> None:
@@ -100,9 +101,11 @@ def test_every_figure_renders_on_a_real_short_run(tmp_path: Path) -> None:
         run(resolve_spec(flags={"scenario": "split-digits", "strategy": strategy, "epochs": 1, "device": "cpu"}),
             tmp_path)
     made = figures.scenario_figures(tables.load(tmp_path), "split-digits")
-    # The runner stores interference probes with every run, so the gradient-conflict figure is drawn too.
+    # The runner stores interference probes with every run, so the gradient-conflict figures are drawn too.
     assert set(made) == {"accuracy_matrices", "accuracy_over_stream", "accuracy_vs_forgetting",
-                            "forgetting_bars", "step_interference", "accuracy_vs_memory", "gradient_conflict"}
+                         "forgetting_bars", "step_interference", "accuracy_vs_memory",
+                         "gradient_conflict_own_parameters", "gradient_conflict_logits",
+                         "gradient_conflict_shared_lora"}
     for name, fig in made.items():
         assert figures.save(fig, tmp_path / name, ("png",), dpi=40)[0].stat().st_size > 0
 

@@ -135,6 +135,7 @@ def test_latex_escapes_names_and_daggers_references(tmp_path: Path) -> None:
 
 
 def test_probe_tables_from_stored_interference(tmp_path: Path) -> None:
+    # A file of format 1 (its per-method probe was called gradient_conflict) loads under this format's name.
     probe = {"format_version": 1, "gradient_conflict": [[1.0, -0.3], [-0.3, 1.0]],
              "operator_separation": [[1.0, 0.2], [0.2, 1.0]],
              "update_projection": {"points": [[0.0, 1.0], [1.0, 0.0]], "experience": [0, 1]}}
@@ -142,12 +143,13 @@ def test_probe_tables_from_stored_interference(tmp_path: Path) -> None:
     fabricate(tmp_path, "hywu", 1, RUNS[("naive", 1)], BEFORE,
               probe={**probe, "gradient_conflict": [[1.0, -0.1], [-0.1, 1.0]]})
     loaded = tables.load(tmp_path)
-    summary = tables.probe_summary(loaded.probes, "gradient_conflict").loc[("split-toy", "hywu")]
+    summary = tables.probe_summary(loaded.probes, "gradient_conflict_own_parameters").loc[("split-toy", "hywu")]
     assert summary["mean_cosine_mean"] == pytest.approx(-0.2)
     assert summary["negative_share_mean"] == pytest.approx(1.0)
     assert len(loaded.projections) == 4
     made = tables.scenario_tables(loaded, "split-toy")
-    assert set(made) == {"forgetting", "costs", "step_interference", "gradient_conflict", "operator_separation"}
+    assert set(made) == {"forgetting", "costs", "step_interference", "gradient_conflict_own_parameters",
+                         "operator_separation"}
 
 
 def test_broken_and_unfinished_runs_are_skipped_by_name(store: Path, caplog: pytest.LogCaptureFixture) -> None:
