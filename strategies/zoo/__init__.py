@@ -47,10 +47,13 @@ def budget(m: Method) -> Budget | None:
                   sizer=m.sizer)
 
 
-for _m in METHODS:
-    _help = f"{_m.help} ({_m.paper})" if _m.paper and _m.paper != "Avalanche" else _m.help
-    if _m.unavailable:
-        _help = f"[cannot run here] {_help}"
-    STRATEGIES.register(_m.name, help=_help, settings=_m.settings, options=OPTIONS[_m.name],
-                        builder="strategies.zoo.build:" + ("unavailable" if _m.unavailable else "build"),
-                        bind={"name": _m.name}, role=_m.role, notes=notes(_m), budget=budget(_m))
+def register() -> None:
+    """Register every method of the catalogue (called by `strategies/__init__.py`, which sets the display
+    order: importing this package alone, e.g. for `catalogue.avalanche_note`, registers nothing)."""
+    for m in METHODS:
+        help_ = f"{m.help} ({m.paper})" if m.paper and m.paper != "Avalanche" else m.help
+        if m.unavailable:
+            help_ = f"[cannot run here] {help_}"
+        STRATEGIES.register(m.name, help=help_, settings=m.settings, options=OPTIONS[m.name],
+                            builder="strategies.zoo.build:" + ("unavailable" if m.unavailable else "build"),
+                            bind={"name": m.name}, role=m.role, notes=notes(m), budget=budget(m))
