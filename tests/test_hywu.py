@@ -152,12 +152,12 @@ def _stream(n_exp=2, n=48):
     return make_scenario(train, test, info)
 
 
-def _strategy(**options) -> HYWUStrategy:
+def _strategy(warm_started: bool = True, **options) -> HYWUStrategy:
     model = build_backbone("mlp", SHAPE, 4, seed=0)
     opts = HYWUOptions(**{"anchors_per_experience": 20, "anchors_per_step": 8, "hidden": 16, "bank_size": 4,
                           **options})
     return HYWUStrategy(model=model, options=opts, input_shape=SHAPE, train_mb_size=16, train_epochs=1,
-                        eval_mb_size=64, device="cpu", evaluator=quiet_evaluator())
+                        eval_mb_size=64, device="cpu", evaluator=quiet_evaluator(), warm_started=warm_started)
 
 
 @pytest.mark.parametrize("generator", ["bank", "mlp"])

@@ -43,7 +43,7 @@ from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 from hywu_bench.training import HarnessTemplate, TrainingSetup
 from strategies.hywu.condition import parse_condition
 from strategies.hywu.generator import ARCHITECTURES, GeneratorConfig, delta_gram, slice_factors
-from strategies.hywu.memory import FunctionalMemory
+from strategies.hywu.memory import DTYPES, AnchorDtype, FunctionalMemory, SnapshotDtype
 from strategies.hywu.model import HYWUModel
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 class HYWUOptions:
     rank: int = 2  # rank of each generated update (of each bank basis: the bank's update has rank <= K r)
     alpha: float = 8.0  # scaling = alpha / rank, as in LoRA
-    sites: tuple[str, ...] = ()  # layer name patterns to adapt; empty: the backbone's adapter_sites
+    sites: tuple[str, ...] = ()  # layer name patterns; empty: adapter_sites, else all Linear/Conv2d but the output
+    head: bool = True  # the generator adapts the output layer too (room for new classes under the memory)
     generator: Literal["bank", "mlp", "tokens"] = "bank"  # bank: K mixing coefficients per site (lean)
     bank_size: int = 24  # K bases per site (bank)
     hidden: int = 64  # generator width (mlp trunk, bank coefficient net); bank only: 0 = a linear router
@@ -61,11 +62,14 @@ class HYWUOptions:
     condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
     condition_layer: str = "auto"  # base layer read by `features`; auto: the first adapted site's base output
     anchors_per_experience: int = 200  # condition anchors kept from each experience
-    anchors_per_step: int = 64  # anchors drawn for the regulariser at every step
+    anchors_per_step: int = 64  # anchors drawn for the regulariser (and rehearsal) at every step
     beta: float = 3.0  # weight of the functional-memory regulariser (chosen on held-out train data)
+    rehearsal: float = 0.0  # weight of the anchors' cross-entropy run through the model, where it can be
+    anchor_dtype: AnchorDtype = "float32"  # how anchors are stored: float32, float16, int8 (+ a scale each)
+    snapshot_dtype: SnapshotDtype = "float32"  # how the snapshot of generated updates is stored
     anti_collapse: float = 0.0  # weight of the squared-cosine penalty between instances' updates
     lr: float = 1e-3  # learning rate of the generator (and trainable base modules)
-    optimizer: Literal["adam", "run"] = "adam"  # run: the run's optimizer (--optimizer, --momentum)
+    optimizer: Literal["adam", "run"] = "adam"  # run: the given (the run's) optimizer's class, at `lr`
     trainable: tuple[str, ...] = ()  # base modules that keep learning after the warm start, e.g. ("head",)
 
     def __post_init__(self) -> None:
@@ -77,8 +81,12 @@ class HYWUOptions:
                   (self.anchors_per_experience >= 0, "anchors_per_experience must be >= 0"),
                   (self.anchors_per_step >= 1, "anchors_per_step must be >= 1"),
                   (self.beta >= 0, f"beta must be >= 0 (got {self.beta})"),
+                  (self.rehearsal >= 0, f"rehearsal must be >= 0 (got {self.rehearsal})"),
+                  (self.anchor_dtype in DTYPES, f"anchor_dtype must be one of {', '.join(DTYPES)}"),
+                  (self.snapshot_dtype in ("float32", "float16"), "snapshot_dtype must be float32 or float16"),
                   (self.anti_collapse >= 0, f"anti_collapse must be >= 0 (got {self.anti_collapse})"),
                   (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
+                  (self.optimizer in ("adam", "run"), f"optimizer must be adam or run (got {self.optimizer!r})"),
                   (self.generator in ARCHITECTURES, f"generator must be one of {', '.join(ARCHITECTURES)}")]
         for ok, message in checks:
             if not ok:
@@ -94,58 +102,110 @@ def resolve_condition(options: HYWUOptions, condition_dim: int) -> str:
 
 
 class HYWUStrategy(HarnessTemplate):
-    """Avalanche SupervisedTemplate training a generator of per-instance low-rank updates."""
+    """Avalanche SupervisedTemplate training a generator of per-instance low-rank updates.
+
+    `warm_started`: True when the model's weights are already trained (the harness's shared warm start, a
+    pretrained model): the base is frozen now. False (a plain Avalanche script): the first experience
+    trained trains the base and head with `optimizer`, as naive fine-tuning would, and freezes them after.
+    The generator is trained by Adam at `options.lr` (`options.optimizer="run"`: by `optimizer`'s class
+    and hyperparameters, at `options.lr`).
+    """
 
     def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  options: HYWUOptions | None = None, input_shape: tuple[int, ...] | None = None,
-                 condition_dim: int = 0, n_tasks: int = 64, **template_kwargs: Any):
+                 condition_dim: int = 0, n_tasks: int = 64, warm_started: bool = False, **template_kwargs: Any):
         self.options = options = options or HYWUOptions()
         condition = resolve_condition(options, condition_dim)
         cfg = GeneratorConfig(arch=options.generator, rank=options.rank, hidden=options.hidden,
                               bank_size=options.bank_size, train_bank_A=options.train_bank_A)
-        hywu = HYWUModel(model, sites=options.sites, rank=options.rank, alpha=options.alpha,
+        hywu = HYWUModel(model, sites=options.sites, head=options.head, rank=options.rank, alpha=options.alpha,
                          trainable=options.trainable, generator=cfg, condition=condition,
                          condition_layer=options.condition_layer, input_shape=input_shape,
                          condition_dim=condition_dim, n_tasks=n_tasks)
-        params = [p for p in hywu.parameters() if p.requires_grad]
-        if optimizer is None:
-            optimizer = torch.optim.Adam(params, lr=options.lr)
-        else:  # keep the user's optimizer class and hyperparameters, on what actually learns
-            optimizer.param_groups.clear()
-            optimizer.state.clear()
-            optimizer.add_param_group({"params": params})
+        self._given_optimizer = optimizer
+        self.training_base = not warm_started  # the base learns (and the generator waits) until frozen
+        if self.training_base:
+            hywu.base.requires_grad_(True)
+            hywu.base_frozen.fill_(False)
         template_kwargs.setdefault("criterion", nn.CrossEntropyLoss())
-        super().__init__(model=hywu, optimizer=optimizer, **template_kwargs)
-        self.memory = FunctionalMemory()
+        first = self._base_optimizer(hywu) if self.training_base else self._generator_optimizer(hywu)
+        super().__init__(model=hywu, optimizer=first, **template_kwargs)
+        self.memory = FunctionalMemory(options.anchor_dtype, options.snapshot_dtype)
         self._anchor_index: Tensor | None = None
+        self._anchor_logits: Tensor | None = None
         self.last_regulariser: Tensor | None = None  # the last step's regulariser value (detached)
+        hywu.register_load_state_dict_post_hook(self._after_model_load)
+
+    # -- what learns: the base first (unless warm-started), then the generator ---------------------
+    def _base_optimizer(self, model: HYWUModel) -> torch.optim.Optimizer:
+        params = list(model.base.parameters())
+        given = self._given_optimizer
+        if given is None:
+            return torch.optim.Adam(params, lr=self.options.lr)
+        return given
+
+    def _generator_optimizer(self, model: HYWUModel) -> torch.optim.Optimizer:
+        params = [p for p in model.parameters() if p.requires_grad]
+        given = self._given_optimizer
+        if self.options.optimizer == "run" and given is not None:
+            return type(given)(params, **{**given.defaults, "lr": self.options.lr})
+        return torch.optim.Adam(params, lr=self.options.lr)
+
+    def freeze_base(self) -> None:
+        """End of the base's training: freeze it (but `trainable`), and train the generator from now on."""
+        model = self.model
+        for name, p in model.base.named_parameters():
+            p.requires_grad_(any(name.startswith(t + ".") for t in model.trainable))
+        model.base_frozen.fill_(True)
+        model.train(model.training)
+        self.training_base = False
+        self.optimizer = self._generator_optimizer(model)
+        self.optimized_param_id = None  # Avalanche gathers the parameters into the new optimizer afresh
+        log.info("HY-WU froze the base after training it on experience %s", getattr(self.experience, "current_experience", "?"))
+
+    def _after_model_load(self, module: nn.Module, keys: Any) -> None:
+        if self.training_base and bool(self.model.base_frozen):  # a checkpoint written after the base phase
+            self.freeze_base()
 
     # -- the forward pass and the loss ------------------------------------------------------------
     def forward(self) -> Tensor:
-        extra = None
-        self._anchor_index = None
-        if self.is_training and self.options.beta > 0 and len(self.memory) > 0:
-            self._anchor_index = self.memory.draw(self.options.anchors_per_step)
+        self._anchor_index, self._anchor_logits = None, None
+        if self.training_base:  # the base learns on its own first: no generated update yet
+            return self.model.base(self.mb_x)
+        extra, rehearse = None, False
+        opts = self.options
+        if self.is_training and (opts.beta > 0 or opts.rehearsal > 0) and len(self.memory) > 0:
+            self._anchor_index = self.memory.draw(opts.anchors_per_step)
             extra = self.memory.raw(self._anchor_index, self.device)
-        return self.model(self.mb_x, token=self.mb_condition, task=self.mb_task_id, extra=extra)
+            rehearse = (opts.rehearsal > 0 and self.memory.labels is not None
+                        and self.model.rehearsable(self.mb_x))
+        out = self.model(self.mb_x, token=self.mb_condition, task=self.mb_task_id, extra=extra, rehearse=rehearse)
+        if rehearse:  # (B + M, C): the batch's logits, then the anchors'
+            n = self.mb_x.shape[0]
+            out, self._anchor_logits = out[:n], out[n:]
+        return out
 
     def criterion(self) -> Tensor:
         loss = self._criterion(self.mb_output, self.mb_y)
-        if not self.is_training:
+        if not self.is_training or self.training_base:
             return loss
         factors, n = self.model.last_factors, self.mb_x.shape[0]
-        if self._anchor_index is not None:
+        if self._anchor_index is not None and self.options.beta > 0:
             reg = self.regulariser(slice_factors(factors, slice(n, None)), self._anchor_index)
             self.last_regulariser = reg.detach()
             loss = loss + self.options.beta * reg
+        if self._anchor_logits is not None:
+            labels = self.memory.labels_of(self._anchor_index, self.device)
+            loss = loss + self.options.rehearsal * self._criterion(self._anchor_logits.float(), labels)
         if self.options.anti_collapse > 0:
             loss = loss + self.options.anti_collapse * self.collapse_penalty(slice_factors(factors, slice(0, n)))
         return loss
 
     def regulariser(self, now: dict, index: Tensor) -> Tensor:
-        """mean over the anchors of sum over sites ||dW_now - dW_snapshot||_F^2."""
+        """mean over the anchors of sum over sites ||dW_now - dW_snapshot||_F^2 (in float32)."""
         scaling = {name: site.scaling for name, site in self.model.sites.items()}
         packed = self.memory.packed_on(self.device)
+        now = {s: tuple(t.float() for t in f) for s, f in now.items()}
         return self.model.generator.distance(now, packed, index.to(self.device), scaling).mean()
 
     def collapse_penalty(self, factors: dict, max_instances: int = 32) -> Tensor:
@@ -162,29 +222,31 @@ class HYWUStrategy(HarnessTemplate):
 
     # -- functional memory ------------------------------------------------------------------------
     def _after_training_exp(self, **kwargs: Any) -> None:
-        self.store_anchors(self.experience)
-        self.snapshot()
+        if self.training_base and self.train_epochs > 0:
+            self.freeze_base()
+        if not self.training_base:
+            self.store_anchors(self.experience)
+            self.snapshot()
         super()._after_training_exp(**kwargs)
 
     @torch.no_grad()
     def store_anchors(self, experience: Any) -> None:
-        """Keep `anchors_per_experience` condition anchors of the experience's training data."""
+        """Keep `anchors_per_experience` condition anchors of the experience's training data, and their labels."""
         k = self.options.anchors_per_experience
         if k == 0:
             return
-        x, token, t = _sample(experience.dataset, k)
-        index = torch.arange(x.shape[0])
+        x, y, token, t = _sample(experience.dataset, k)
         raw = []
-        for chunk in index.split(self.eval_mb_size):
+        for chunk in torch.arange(x.shape[0]).split(self.eval_mb_size):
             raw.append(self.model.condition_raw(x[chunk].to(self.device),
                                                 None if token is None else token[chunk].to(self.device),
                                                 t[chunk].to(self.device)))
-        self.memory.add({key: torch.cat([r[key] for r in raw]) for key in raw[0]})
+        self.memory.add({key: torch.cat([r[key] for r in raw]) for key in raw[0]}, labels=y)
 
     @torch.no_grad()
     def snapshot(self) -> None:
         """Store the generator's current updates for every anchor (the regulariser's targets)."""
-        if len(self.memory) == 0:
+        if len(self.memory) == 0 or self.options.beta == 0:
             return
         raw = self.memory.raw(torch.arange(len(self.memory)), self.device)
         was_training = self.model.training
@@ -219,32 +281,30 @@ class HYWUStrategy(HarnessTemplate):
         self.memory.load_state_dict(state["memory"])
 
 
-def _sample(dataset: Any, k: int) -> tuple[Tensor, Tensor | None, Tensor]:
-    """k random instances of a dataset: inputs, condition tokens (or None), task labels."""
+def _sample(dataset: Any, k: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """k random instances of a dataset: inputs, labels, condition tokens (or None), task labels."""
     tensors = dataset_tensors(dataset)
     n = len(dataset) if tensors is None else tensors[0].shape[0]
     index = torch.randperm(n)[:k]
     if tensors is not None:  # the fast path: [x, y, (c,) t]
         token = tensors[2][index] if len(tensors) == 4 else None
-        return tensors[0][index], token, tensors[-1][index]
+        return tensors[0][index], tensors[1][index], token, tensors[-1][index]
     items = [dataset[int(i)] for i in index]  # any Avalanche dataset: (x, y, [c,] t) per item
     token = torch.stack([torch.as_tensor(it[2]) for it in items]) if len(items[0]) == 4 else None
-    return (torch.stack([torch.as_tensor(it[0]) for it in items]), token,
-            torch.tensor([int(it[-1]) for it in items]))
+    return (torch.stack([torch.as_tensor(it[0]) for it in items]), torch.tensor([int(it[1]) for it in items]),
+            token, torch.tensor([int(it[-1]) for it in items]))
 
 
 @STRATEGIES.register("hywu", help="HY-WU: a frozen base adapted per instance by generated low-rank updates, "
                      "with functional memory on condition anchors", settings=ALL_SETTINGS, options=HYWUOptions)
 def build_hywu(model: nn.Module, setup: TrainingSetup, options: HYWUOptions) -> HYWUStrategy:
+    """The run's optimizer trains the base when there was no shared warm start (`--no-warm-start`)."""
     info = setup.info
     try:
-        strategy = HYWUStrategy(model=model, optimizer=None, options=options, input_shape=info.input_shape,
-                                condition_dim=info.condition_dim, n_tasks=max(info.n_experiences, 1),
-                                **setup.template_kwargs())
+        return HYWUStrategy(model=model, optimizer=setup.optimizer(model.parameters()), options=options,
+                            input_shape=info.input_shape, condition_dim=info.condition_dim,
+                            n_tasks=max(info.n_experiences, 1), warm_started=setup.spec.warm_start,
+                            **setup.template_kwargs())
     except ValueError as err:  # a site, layer or condition this backbone or scenario does not have
         raise UserError(f"strategy 'hywu': {err}") from None
-    if options.optimizer == "run":
-        params = [p for p in strategy.model.parameters() if p.requires_grad]
-        strategy.optimizer = setup.optimizer(params, options.lr)
-    return strategy
 
