@@ -200,7 +200,7 @@ def test_base_is_unchanged_across_an_experience_and_the_generator_learns(trainab
 
 
 def test_inline_condition_equals_a_separate_features_pass():
-    strategy = _strategy(condition_layer="fc1")
+    strategy = _strategy(sites=("fc1", "fc2"), condition_layer="fc1")
     with torch.no_grad():
         for p in strategy.model.generator.parameters():
             p.add_(0.05 * torch.randn_like(p))

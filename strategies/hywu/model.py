@@ -7,13 +7,14 @@ When the condition is the base's own features at a layer that runs before every 
 and the factors are set from inside it, so the condition costs no extra pass through the base.
 Otherwise the features come from a separate no-gradient pass that stops at the condition layer.
 
-`condition_layer="auto"` reads the base output of the first adapted site (in module order): on the
-harness's backbones that is read inline, for free, and it keeps more of the input than the penultimate
-features of a base trained on the first experience only (on held-out train data of split-digits, class-
-incremental, frozen head: 0.93 accuracy with `fc1` against 0.60 with `penultimate`).
+The condition is read early by default (the MLP's `fc1`): inline, for free, and it keeps more of the input
+than the penultimate features of a base trained on the first experience only (on held-out train data of
+split-digits, class-incremental, frozen head: 0.93 accuracy with `fc1` against 0.60 with `penultimate`).
 
-Sites: the patterns given, else the model's `adapter_sites`, else every Linear and Conv2d but the output
-layer (as peft's `all-linear` leaves out the output layer); `head=True` adds the output layer.
+Layout (`resolve_layout`): the candidate layers are the model's `adapter_sites`, else every Linear and
+Conv2d but the output layer (as peft's `all-linear` leaves out the output layer). The first candidate
+reads the condition and stays frozen; the generator adapts the others, and the output layer with
+`head=True`. Sites given by name are adapted as given, with the condition read at the first of them.
 
 Rehearsal through the model: when the condition is a Linear's output that every path to the logits goes
 through, and every site runs after it ("rehearsable"), a stored anchor is that layer's output for its
@@ -36,42 +37,57 @@ from strategies.hywu.operator import Factors, LowRankSite, _LowRankLayer, inject
 log = logging.getLogger(__name__)
 
 
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The Linear and Conv2d layers in module order (not those inside a low-rank wrapper)."""
+    wrapped = [name for name, m in model.named_modules() if isinstance(m, _LowRankLayer)]
+    return [(name, m) for name, m in model.named_modules() if name and isinstance(m, (nn.Linear, nn.Conv2d))
+            and not any(name == w or name.startswith(w + ".") for w in wrapped)]
+
+
 def output_layer(model: nn.Module) -> str:
-    """The name of the output layer: the last Linear registered in the model (the last Conv2d when there is
-    no Linear), as peft's `all-linear` finds the layer to leave out."""
-    layers = [(name, m) for name, m in model.named_modules() if name and isinstance(m, (nn.Linear, nn.Conv2d))
-              and not isinstance(m, _LowRankLayer)]
-    linear = [name for name, m in layers if isinstance(m, nn.Linear)]
+    """The output layer: the last Linear registered in the model (the last Conv2d when there is no Linear),
+    the layer peft's `all-linear` leaves out."""
+    layers = _layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Linear or Conv2d layer to adapt")
+    linear = [name for name, m in layers if isinstance(m, nn.Linear)]
     return linear[-1] if linear else layers[-1][0]
 
 
 def default_sites(model: nn.Module) -> tuple[str, ...]:
-    """Every Linear and Conv2d the operator can wrap, but the output layer (and the projections inside an
-    nn.MultiheadAttention, which calls their weights directly)."""
+    """peft's `all-linear` for Linear and Conv2d: every layer the operator can wrap but the output layer
+    (and the projections inside an nn.MultiheadAttention, which calls their weights directly)."""
     head = output_layer(model)
-    inside_attention = [name for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
-    sites = []
-    for name, m in model.named_modules():
-        if not name or name == head or any(name.startswith(a + ".") for a in inside_attention):
-            continue
-        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros"):
-            sites.append(name)
-    return tuple(sites)
+    attention = [name for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+    return tuple(name for name, m in _layers(model)
+                 if name != head and not any(name.startswith(a + ".") for a in attention)
+                 and (isinstance(m, nn.Linear) or (m.groups == 1 and m.padding_mode == "zeros")))
 
 
-def resolve_sites(model: nn.Module, sites: Sequence[str], head: bool) -> tuple[str, ...]:
-    """The site patterns: given, else the model's `adapter_sites`, else `default_sites`; plus the output
-    layer when `head`."""
-    patterns = tuple(sites) or tuple(getattr(model, "adapter_sites", ())) or default_sites(model)
+def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool, condition_layer: str) -> tuple[tuple[str, ...], str]:
+    """(site patterns, condition layer).
+
+    Sites given are used as they are, and `condition_layer="auto"` is then the first of them (read from its
+    base output). Otherwise the candidates are the model's `adapter_sites`, else `default_sites`; the first
+    of them in module order (or the `condition_layer` named) reads the condition and stays frozen, the rest
+    are adapted, so that anchors can be run from the condition layer on. `head` adds the output layer."""
+    if sites:
+        patterns, layer = tuple(sites), condition_layer
+    else:
+        declared = set(getattr(model, "adapter_sites", ())) or set(default_sites(model))
+        candidates = [name for name, _ in _layers(model) if name in declared]
+        if not candidates:
+            raise ValueError(f"{type(model).__name__} has no Linear or Conv2d layer besides its output layer "
+                             f"'{output_layer(model)}'; pass sites=(...)")
+        layer = candidates[0] if condition_layer == "auto" else condition_layer
+        patterns = tuple(name for name in candidates if name != layer)
     if head:
         name = output_layer(model)
         patterns += () if name in patterns else (name,)
     if not patterns:
-        raise ValueError(f"no adapter sites in {type(model).__name__}: its only layer is the output layer "
-                         f"'{output_layer(model)}'; pass sites=(...) or head=True")
-    return patterns
+        raise ValueError(f"no adapter sites in {type(model).__name__} besides the condition layer '{layer}'; "
+                         "pass sites=(...) or head=True")
+    return patterns, layer
 
 
 class HYWUModel(nn.Module):
@@ -80,7 +96,7 @@ class HYWUModel(nn.Module):
                  condition: str = "features", condition_layer: str = "auto",
                  input_shape: tuple[int, ...] | None = None, condition_dim: int = 0, n_tasks: int = 64):
         super().__init__()
-        patterns = resolve_sites(base, sites, head)
+        patterns, layer = resolve_layout(base, sites, head, condition_layer)
         self.base = base
         self.trainable = tuple(t for t in trainable if t not in ("", "none"))
         modules = dict(base.named_modules())
@@ -92,7 +108,7 @@ class HYWUModel(nn.Module):
             p.requires_grad_(any(name.startswith(t + ".") for t in self.trainable))
         self._sites: dict[str, LowRankSite] = inject(base, patterns, rank, alpha)  # plain dict: not re-registered
         log.info("HY-WU adapts %s of %s", ", ".join(self._sites), type(base).__name__)
-        layer = next(iter(self._sites)) if condition_layer == "auto" else condition_layer
+        layer = next(iter(self._sites)) if layer == "auto" else layer
         self.condition = ConditionEncoder(condition, base, layer=layer, input_shape=input_shape,
                                           condition_dim=condition_dim, n_tasks=n_tasks)
         self.generator = build_generator(self.condition.dim, site_shapes(self._sites), generator or GeneratorConfig())
