@@ -62,10 +62,10 @@ def build_strategy(backbone: str, overrides: dict) -> tuple[torch.nn.Module, HYW
     naive = build_backbone(backbone, shape, 10, seed=0)
     options = STRATEGIES.options("hywu", overrides)
     strategy = HYWUStrategy(model=base, options=options, input_shape=shape, train_mb_size=BATCH,
-                            train_epochs=1, device="cpu", evaluator=quiet_evaluator())
+                            train_epochs=1, device="cpu", evaluator=quiet_evaluator(), warm_started=True)
     x = torch.rand(N_ANCHORS, *shape)
     t = torch.zeros(N_ANCHORS, dtype=torch.long)
-    strategy.memory.add(strategy.model.condition_raw(x, None, t))
+    strategy.memory.add(strategy.model.condition_raw(x, None, t), labels=torch.randint(0, 10, (N_ANCHORS,)))
     strategy.snapshot()
     return naive, strategy
 

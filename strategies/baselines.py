@@ -27,7 +27,7 @@ from avalanche.training.storage_policy import ClassBalancedBuffer, ExperienceBal
 from torch import nn
 
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
-from hywu_bench.training import CheckpointMixin, HarnessTemplate, TensorLoadersMixin, TrainingSetup
+from hywu_bench.training import CheckpointMixin, HarnessTemplate, PrecisionMixin, TensorLoadersMixin, TrainingSetup
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def build_naive(model: nn.Module, setup: TrainingSetup, options: NoOptions) -> H
     return _template(model, setup)
 
 
-class HarnessJoint(CheckpointMixin, TensorLoadersMixin, JointTraining):
+class HarnessJoint(PrecisionMixin, CheckpointMixin, TensorLoadersMixin, JointTraining):
     """Avalanche's JointTraining (offline: one `train(stream)` over all experiences)."""
 
     offline = True

@@ -64,7 +64,7 @@ class HYWUOptions:
     anchors_per_experience: int = 200  # condition anchors kept from each experience
     anchors_per_step: int = 64  # anchors drawn for the regulariser (and rehearsal) at every step
     beta: float = 3.0  # weight of the functional-memory regulariser (chosen on held-out train data)
-    rehearsal: float = 0.0  # weight of the anchors' cross-entropy run through the model, where it can be
+    rehearsal: float = 1.0  # weight of the anchors' cross-entropy, run through the model where it can be
     anchor_dtype: AnchorDtype = "float32"  # how anchors are stored: float32, float16, int8 (+ a scale each)
     snapshot_dtype: SnapshotDtype = "float32"  # how the snapshot of generated updates is stored
     anti_collapse: float = 0.0  # weight of the squared-cosine penalty between instances' updates
@@ -134,6 +134,7 @@ class HYWUStrategy(HarnessTemplate):
         self._anchor_index: Tensor | None = None
         self._anchor_logits: Tensor | None = None
         self.last_regulariser: Tensor | None = None  # the last step's regulariser value (detached)
+        self.last_anchor_loss: Tensor | None = None  # the last step's rehearsal cross-entropy (detached)
         hywu.register_load_state_dict_post_hook(self._after_model_load)
 
     # -- what learns: the base first (unless warm-started), then the generator ---------------------
@@ -196,7 +197,9 @@ class HYWUStrategy(HarnessTemplate):
             loss = loss + self.options.beta * reg
         if self._anchor_logits is not None:
             labels = self.memory.labels_of(self._anchor_index, self.device)
-            loss = loss + self.options.rehearsal * self._criterion(self._anchor_logits.float(), labels)
+            anchor_loss = self._criterion(self._anchor_logits.float(), labels)
+            self.last_anchor_loss = anchor_loss.detach()
+            loss = loss + self.options.rehearsal * anchor_loss
         if self.options.anti_collapse > 0:
             loss = loss + self.options.anti_collapse * self.collapse_penalty(slice_factors(factors, slice(0, n)))
         return loss
