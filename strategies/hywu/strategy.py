@@ -1,31 +1,38 @@
 """HY-WU as a continual-learning strategy: a frozen base, a generator of per-instance low-rank updates,
-and a functional memory that keeps the generator's old behaviour.
+and a functional memory of condition anchors that keeps the generator's old behaviour.
 
-- The base (warm-started on experience 0 by the runner, or trained by the user) is frozen when the
-  strategy is built; only the generator, the condition encoder's learnt parts and the modules named in
-  `trainable` learn afterwards. None by default, the head included: on held-out train data a frozen
-  head did far better (split-fmnist 0.64 vs 0.17 with a trainable head), since a trainable head drifts
-  towards the newest classes while the generator can only adapt the layers below it.
+- The base is trained once and frozen: by the harness's shared warm start on experience 0
+  (`warm_started=True`), or by the strategy itself on the first experience it trains, with the given
+  optimizer, as naive fine-tuning would (a plain Avalanche script). Afterwards only the generator, the
+  condition encoder's learnt parts and the modules named in `trainable` learn.
 - Every instance runs its own operator, y = W x + scaling * B(c) (A(c) x), with c its condition
-  (`condition.py`), the factors from the generator (`generator.py`) and the unmerged operator
-  (`operator.py`). Nothing is optimised at test time.
-- Functional memory (von Oswald et al. 2020's output regulariser, on instance conditions): after every
-  experience, `anchors_per_experience` condition anchors from it are kept (the frozen part of the
-  condition, never raw inputs), and the updates the generator produces for all anchors are snapshotted.
-  While learning later experiences the loss adds beta * mean_anchors ||dW(c_a) - dW_snapshot(c_a)||_F^2,
-  exact through small Gram matrices (`generator.delta_distance`), on `anchors_per_step` anchors drawn per
-  step and run through the generator in one call with the minibatch.
-- Optional anti-collapse term: mean squared cosine between different instances' generated updates.
+  (`condition.py`: by default the frozen base's own first hidden layer), the factors from the generator
+  (`generator.py`) and the unmerged operator (`operator.py`), at every layer after the condition layer and
+  at the output layer (`model.py`), so new classes get room without a trainable head. Nothing is optimised
+  at test time.
+- Functional memory (`memory.py`): after every experience, `anchors_per_experience` condition anchors from
+  it are kept (the frozen part of the condition, never raw inputs; int8 by default) with their labels.
+  While later experiences are learnt, `anchors_per_step` anchors are drawn per step and run in the same
+  call as the minibatch: (a) through the rest of the adapted model, their cross-entropy weighted by
+  `rehearsal` (latent replay, Pellegrini et al. 2020, where the model allows it, see `model.py`); (b)
+  through the generator, beta * mean ||dW(c_a) - dW_snapshot(c_a)||_F^2 against a snapshot of the updates
+  generated for them (von Oswald et al. 2020's output regulariser, on instance conditions; exact through
+  small Gram matrices, `generator.delta_distance`).
+- Optional anti-collapse term: mean squared cosine between different instances' updates.
 
-Usable from a plain Avalanche script like Avalanche's own strategies::
+Usable from a plain Avalanche script like Avalanche's own strategies (any model: HY-WU finds its layers,
+logs them, trains the base on the first experience and freezes it)::
 
-    strategy = HYWUStrategy(model=MLP((1, 28, 28), 10), optimizer=torch.optim.Adam(params, lr=1e-3),
-                            train_mb_size=64, train_epochs=1, device="cpu")
-    for exp in benchmark.train_stream:
-        strategy.train(exp)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                          nn.Linear(128, 10))
+    strategy = HYWUStrategy(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+                            train_mb_size=32, train_epochs=5, device="cpu")
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
         strategy.eval(benchmark.test_stream)
 
-The optimizer keeps its class and hyperparameters but is pointed at the strategy's trainable parameters.
+References: HY-WU, arXiv 2603.07236; von Oswald et al. 2020, "Continual learning with hypernetworks";
+Pellegrini et al. 2020, "Latent Replay for Real-Time Continual Learning".
 """
 
 from __future__ import annotations
