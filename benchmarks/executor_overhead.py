@@ -57,7 +57,7 @@ def main() -> None:
         with loopback_head(num_cpus=os.cpu_count() or 2, scratch=root, log=root / "head.log") as address:
             head_s = time.perf_counter() - t0
             for name, extra in EXECUTORS.items():
-                extra = extra + (["--address", address] if "ray" in name else [])
+                extra = extra + (["--executor-opt", f"address={address}"] if "ray" in name else [])
                 best = min((compare(root / f"{name.split()[0]}-{k}-{time.time_ns()}", args.epochs, extra)
                             for k in range(args.repeats)), key=lambda t: t[1])
                 rows.append((name, *best))

@@ -36,7 +36,7 @@ from hywu_bench.config import parse_set
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import STRATEGIES, load_builtins
 from hywu_bench.training import quiet_evaluator
-from strategies.hywu.operator import LowRankLinear, use_factors
+from strategies.lowrank import LowRankLinear, use_factors
 from strategies.hywu.strategy import HYWUStrategy
 
 BATCH = 128

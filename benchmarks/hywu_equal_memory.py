@@ -16,25 +16,20 @@ under --out and reused when complete.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 from pathlib import Path
 
 from hywu_bench.config import resolve_spec
 from hywu_bench.registry import load_builtins
 from hywu_bench.results import load_run
+from hywu_bench.stats import mean_ci
 from hywu_bench.sweep import ProcessExecutor, SilentListener, run_one
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
     """(mean, half-width of the 95% Student t interval); half-width nan for one value."""
-    from scipy import stats
-
-    n = len(values)
-    mean = statistics.mean(values)
-    if n < 2:
-        return mean, math.nan
-    return mean, stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    ci = mean_ci(values)
+    return ci.mean, ci.half_width
 
 
 def run_all(specs: list, out: Path, workers: int) -> list:

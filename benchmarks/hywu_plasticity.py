@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hywu_bench.metrics import plasticity_floor
 from hywu_bench.results import is_complete, matrix_from_csv
 
 
@@ -24,9 +25,8 @@ def floors(folder: Path) -> dict[int, tuple[float, int]]:
         if not is_complete(run):
             continue
         _, R = matrix_from_csv(run / "accuracy_matrix.csv")
-        diagonal = [R[j, j] for j in range(R.shape[0])]
-        worst = min(range(len(diagonal)), key=diagonal.__getitem__)
-        out[int(run.name[4:])] = (diagonal[worst], worst)
+        worst = int(R.diagonal().argmin())
+        out[int(run.name[4:])] = (plasticity_floor(R), worst)
     return out
 
 

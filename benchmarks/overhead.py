@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from hywu_bench.config import resolve_spec
@@ -45,7 +44,7 @@ def plain_loop(spec, scenario) -> float:
         model.eval()
         with torch.no_grad():
             for tx, ty, *_ in test:
-                correct = sum(int((model(tx[s:s + 1024]).argmax(1) == ty[s:s + 1024]).sum())
+                _ = sum(int((model(tx[s:s + 1024]).argmax(1) == ty[s:s + 1024]).sum())
                               for s in range(0, len(ty), 1024))
     return time.perf_counter() - t0
 

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hywu_bench import results
 from hywu_bench.data import dataset_tensors
 from hywu_bench.errors import UserError
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = results.CHECKPOINT
 
 
 # ---------------------------------------------------------------------------------------------------

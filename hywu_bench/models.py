@@ -22,6 +22,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hywu_bench.errors import UserError
+from hywu_bench.settings import default_backbone
+
+__all__ = ["BACKBONES", "build_backbone", "default_backbone"]
 
 BACKBONES = ("mlp", "cnn", "resnet18")
 
@@ -105,13 +108,6 @@ class ReducedResNet18(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
-
-
-def default_backbone(input_shape: tuple[int, ...]) -> str:
-    c, h, w = input_shape
-    if h * w <= 64:
-        return "mlp"
-    return "resnet18" if c == 3 else "mlp"
 
 
 def build_backbone(name: str, input_shape: tuple[int, ...], n_classes: int, seed: int) -> nn.Module:

@@ -1,32 +1,43 @@
 """Name -> builder registries for scenarios and strategies.
 
-A builder registers itself with a decorator that declares its name, a one-line help, the settings it
-supports (class-, domain-, task-incremental) and a frozen dataclass of its options::
+Names are cheap, builders are heavy. An entry declares its name, a one-line help, the settings it supports
+(class-, domain-, task-incremental), a frozen dataclass of its options and its builder, either by reference
+(loaded only when a run starts, so `list`, `--help` and every validation error never import torch)::
 
-    @STRATEGIES.register("replay", help="...", settings=ALL_SETTINGS, options=ReplayOptions)
-    def build_replay(model, setup, options: ReplayOptions): ...   # setup: hywu_bench.training.TrainingSetup
+    STRATEGIES.register("replay", help="...", settings=ALL_SETTINGS, options=ReplayOptions,
+                        builder="strategies.baselines.strategy:build_replay")
+
+or, in a plugin file that imports torch anyway, as a decorator on the builder itself::
+
+    @STRATEGIES.register("blobs", help="...", settings=("class",), options=BlobOptions)
+    def build_blobs(spec, options): ...
 
 `Registry.options(name, overrides)` turns user overrides into that dataclass, with an error listing the
-valid options (and the closest match) for an unknown one. Plugins register into the same registries
-from a user's file (`load_plugin_file`) or from installed packages' entry points.
+valid options (and the closest match) for an unknown one. The shipped scenarios and strategies, and any
+installed package's, are found through the entry point groups `hywu_bench.scenarios` and
+`hywu_bench.strategies` (`load_entry_points`); a user's file registers with `--plugin` (`load_plugin_file`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import importlib
 import importlib.util
 import sys
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Mapping
 
 from hywu_bench.errors import UserError
 
 SETTINGS = ("class", "domain", "task")
 ALL_SETTINGS = SETTINGS
+BUILTIN = "hywu-bench"  # the source of the shipped entries
+Role = Literal["method", "reference", "oracle"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +46,34 @@ class Entry:
     help: str
     settings: tuple[str, ...]
     options: type  # a frozen dataclass
-    builder: Callable[..., Any]
+    builder: str | Callable[..., Any]  # a callable, or "module:function", imported when first built
     aliases: tuple[str, ...] = ()
-    source: str = "hywu-bench"  # where it was registered from (a plugin file, an entry point)
+    source: str = BUILTIN  # where it was registered from (a plugin file, an entry point)
+    bind: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments bound into the builder
+    family: str | None = None  # scenarios: the family whose tuned strategy options apply (e.g. "drift")
+    tuned: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # strategies: family -> options
+    role: Role = "method"  # strategies: "reference" (joint, cumulative) and "oracle" are never ranked
+    order: int = 0  # registration order: how lists, tables and figures order the entries
 
     def option_defaults(self) -> dict[str, Any]:
         return {f.name: _default_of(f) for f in fields(self.options)}
+
+    def load(self) -> Callable[..., Any]:
+        """The builder, importing its module on first use (a reference names a missing module or function:
+        a one-line error naming the entry)."""
+        fn = self.builder
+        if isinstance(fn, str):
+            module, _, attr = fn.partition(":")
+            try:
+                fn = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as err:
+                raise UserError(f"'{self.name}' ({self.source}) cannot load its builder '{self.builder}': "
+                                f"{type(err).__name__}: {err}") from None
+        return functools.partial(fn, **self.bind) if self.bind else fn
+
+    def tuned_for(self, family: str | None) -> dict[str, Any]:
+        """The options this strategy recommends on a scenario family (chosen on validation splits)."""
+        return dict(self.tuned.get(family, {})) if family else {}
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -61,24 +94,25 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
-        self._source = "hywu-bench"
+        self._source = BUILTIN
 
-    def register(
-        self,
-        name: str,
-        *,
-        help: str,
-        settings: tuple[str, ...],
-        options: type,
-        aliases: tuple[str, ...] = (),
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(self, name: str, *, help: str, settings: tuple[str, ...], options: type,
+                 builder: str | Callable[..., Any] | None = None, aliases: tuple[str, ...] = (),
+                 bind: Mapping[str, Any] | None = None, family: str | None = None,
+                 tuned: Mapping[str, Mapping[str, Any]] | None = None, role: Role = "method") -> Any:
+        """Register `name`. With `builder` (a callable or "module:function") the entry is registered now;
+        without, this returns a decorator that registers the function it decorates."""
         bad = [s for s in settings if s not in SETTINGS]
         if bad or not settings:
             raise ValueError(f"{self.kind} '{name}': settings must be a non-empty subset of {SETTINGS}")
         if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):
             raise TypeError(f"{self.kind} '{name}': options must be a frozen dataclass")
+        if isinstance(builder, str) and ":" not in builder:
+            raise ValueError(f"{self.kind} '{name}': a builder reference reads 'module:function', not {builder!r}")
+        for key in tuned or {}:
+            self.check_options(name, options, tuned[key], f"tuned options for '{key}'")
 
-        def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
+        def add(fn: str | Callable[..., Any]) -> Any:
             for key in (name, *aliases):
                 if key in self._entries or key in self._aliases:
                     where = self._entries.get(self._aliases.get(key, key))
@@ -86,18 +120,28 @@ class Registry:
                         f"{self.kind} '{key}' is registered twice (by {where.source if where else '?'} "
                         f"and by {self._source}); rename one of them."
                     )
-            self._entries[name] = Entry(name, help, tuple(settings), options, builder, tuple(aliases), self._source)
+            self._entries[name] = Entry(name, help, tuple(settings), options, fn, tuple(aliases), self._source,
+                                        dict(bind or {}), family, dict(tuned or {}), role, len(self._entries))
             for alias in aliases:
                 self._aliases[alias] = name
-            return builder
+            return fn
 
-        return decorator
+        if builder is not None:
+            add(builder)
+            return None
+        return add
+
+    def check_options(self, name: str, options: type, values: Mapping[str, Any], what: str) -> None:
+        unknown = sorted(set(values) - {f.name for f in fields(options)})
+        if unknown:
+            raise ValueError(f"{self.kind} '{name}': {what} name unknown options {unknown}")
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def entries(self) -> list[Entry]:
-        return [self._entries[n] for n in self.names()]
+        """Every entry in registration order (the shipped ones first, in the order their modules chose)."""
+        return sorted(self._entries.values(), key=lambda e: e.order)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries or name in self._aliases
@@ -131,7 +175,7 @@ class Registry:
             raise UserError(f"{self.kind} '{entry.name}': {err}") from None
 
     def build(self, name: str, *args: Any, **overrides: Any) -> Any:
-        return self.get(name).builder(*args, options=self.options(name, overrides))
+        return self.get(name).load()(*args, options=self.options(name, overrides))
 
     def from_source(self, source: str) -> "_SourceContext":
         return _SourceContext(self, source)
@@ -236,8 +280,7 @@ def load_plugin_file(path: str | Path) -> None:
     if spec is None or spec.loader is None:
         raise UserError(f"plugin file '{path}' cannot be imported; it must be a Python (.py) file.")
     module = importlib.util.module_from_spec(spec)
-    import scenarios  # noqa: F401  (built-ins first, so a clash names the plugin)
-    import strategies  # noqa: F401
+    load_builtins()  # first, so a clash names the plugin
 
     with SCENARIOS.from_source(str(path)), STRATEGIES.from_source(str(path)):
         try:
@@ -257,26 +300,40 @@ def _forget(module_name: str, source: str) -> None:
     STRATEGIES.forget_source(source)
 
 
+SCENARIOS = Registry("scenario")
+STRATEGIES = Registry("strategy")
+_GROUPS = (("hywu_bench.scenarios", SCENARIOS), ("hywu_bench.strategies", STRATEGIES))
+
+
+def load_builtins() -> None:
+    """Register the shipped scenarios and strategies: hywu-bench's own entry points (pyproject.toml), so
+    the core names no concrete scenario or strategy module and imports none of them itself."""
+    _load_entry_points(builtin=True)
+
+
 def load_entry_points() -> None:
     """Register what installed packages declare under `hywu_bench.scenarios` / `hywu_bench.strategies`."""
+    _load_entry_points(builtin=True)
+    _load_entry_points(builtin=False)
+
+
+def _load_entry_points(builtin: bool) -> None:
     from importlib.metadata import entry_points
 
-    for group, registry in (("hywu_bench.scenarios", SCENARIOS), ("hywu_bench.strategies", STRATEGIES)):
+    found = False
+    for group, registry in _GROUPS:
         for ep in entry_points(group=group):
-            with registry.from_source(f"entry point {ep.value}"):
+            own = ep.dist is not None and ep.dist.name == BUILTIN
+            if own != builtin:
+                continue
+            found = True
+            with registry.from_source(BUILTIN if own else f"entry point {ep.value}"):
                 try:
                     ep.load()
                 except UserError:
                     raise
                 except Exception as err:
                     raise UserError(f"entry point '{ep.name}' ({ep.value}) failed to load: {err}") from None
-
-
-SCENARIOS = Registry("scenario")
-STRATEGIES = Registry("strategy")
-
-
-def load_builtins() -> None:
-    """Import the shipped scenarios and strategies (their modules register on import)."""
-    import scenarios  # noqa: F401
-    import strategies  # noqa: F401
+    if builtin and not found and not any(e.source == BUILTIN for _, r in _GROUPS for e in r.entries()):
+        raise UserError("hywu-bench's shipped scenarios and strategies are not registered: the package is not "
+                        "installed; run `pip install -e .` in the repository.")

@@ -9,6 +9,9 @@
 
 Every file is written to a temporary name in the same folder and renamed, so a killed run never leaves a
 half-written file that looks complete. No pickles: JSON and CSV only. No torch import here.
+
+`verdict` is the one rule for what may be done with a stored run (reuse it, resume it, start it over, or
+refuse): the runner and every executor ask it.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from hywu_bench.errors import UserError
 
+if TYPE_CHECKING:
+    from hywu_bench.config import RunSpec
+
 COMPLETE = "COMPLETE"
+CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 
@@ -112,6 +119,67 @@ def check_writable(out: str | Path) -> None:
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
         raise UserError(f"results folder '{out}' is not writable; choose another with --out DIR.")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What may be done with the run folder of a spec.
+
+    new       no run there yet
+    reuse     a complete run of exactly this request, made with the settings this version uses
+    restart   an incomplete run to start over (or any run, with overwrite)
+    resume    an incomplete run of this request with a checkpoint, asked to resume
+    conflict  a run of another request (or an edited input file, or another format) is there
+    stale     a complete run of this request, made with settings this version resolves differently
+    """
+
+    kind: Literal["new", "reuse", "restart", "resume", "conflict", "stale"]
+    path: Path
+    reason: str = ""  # one line saying why, for conflict and stale
+
+    @property
+    def refused(self) -> bool:
+        return self.kind in ("conflict", "stale")
+
+
+def verdict(spec: "RunSpec", out: str | Path, *, overwrite: bool = False, resume: bool = False,
+            resolved: "RunSpec | None" = None) -> Verdict:
+    """The one rule for a stored run. `resume`: continue an incomplete run from its checkpoint if it is
+    this request's; `resolved`: the spec already resolved against its scenario (saves building it again)."""
+    from hywu_bench.settings import stale_settings
+
+    path = run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
+    complete = is_complete(path)
+    if not path.is_dir() or not (path / "config.json").exists():
+        return Verdict("new" if not complete else "restart", path)
+    if overwrite:
+        return Verdict("restart", path)
+    if not complete and not (resume and (path / CHECKPOINT).exists()):
+        return Verdict("restart", path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return Verdict("restart", path) if not complete else Verdict(
+            "conflict", path, f"'{path}' has an unreadable config.json; pass --overwrite to replace the run.")
+    doing = "resume" if not complete else "reuse"
+    if config.get("format_version") != FORMAT_VERSION:
+        return Verdict("conflict", path, f"'{path}' was written by an incompatible version of hywu-bench (format "
+                                         f"{config.get('format_version')}, this is {FORMAT_VERSION}); use another --out.")
+    if not spec.same_request(config.get("requested_spec")) or config.get("input_fingerprint") != spec.input_fingerprint():
+        if doing == "resume":
+            return Verdict("conflict", path, f"cannot resume '{path}': it was started with a different "
+                                             f"configuration; pass --overwrite to start it over.")
+        return Verdict("conflict", path, f"a complete run with a different configuration exists at '{path}'; pass "
+                                         f"--overwrite to replace it, or --name NAME to store this one beside it.")
+    changed = stale_settings(spec, config, resolved)
+    if changed and doing == "resume":
+        return Verdict("stale", path, f"cannot resume '{path}': it was started with other settings than this "
+                                      f"version of hywu-bench uses ({changed}); pass --overwrite to start it over.")
+    if changed:
+        return Verdict("stale", path, f"the complete run at '{path}' was made with other settings than this version "
+                                      f"of hywu-bench uses for the same request ({changed}); pass --overwrite to run "
+                                      f"it again, or use another --out to keep both.")
+    return Verdict(doing, path)
 
 
 @dataclass

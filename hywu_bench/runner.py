@@ -17,12 +17,11 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,8 +34,9 @@ from hywu_bench.config import RunSpec
 from hywu_bench.data import Scenario, ScenarioInfo, dataset_tensors, holdout
 from hywu_bench.errors import RunDiverged, UserError
 from hywu_bench.locking import RunLock
-from hywu_bench.models import build_backbone, default_backbone
+from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
+from hywu_bench.settings import resolve_hyperparameters, used_settings
 from hywu_bench.training import (AccuracyCollector, DivergencePlugin, HarnessTemplate, ProgressPlugin,
                                  TaskMaskPlugin, TrainingSetup)
 
@@ -94,18 +94,6 @@ def select_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device '{name}' requested but CUDA is not available here; use --device cpu or auto.")
     return torch.device(name)
-
-
-def resolve_hyperparameters(spec: RunSpec, info: ScenarioInfo) -> RunSpec:
-    """Fill what the spec leaves unset from the scenario's recommendations: epochs, batch size, lr, backbone,
-    and a strategy's options tuned for the scenario family (`recommended["strategy_options"][name]`,
-    chosen on held-out training data); options the user set always win."""
-    rec = info.recommended
-    backbone = spec.backbone if spec.backbone != "auto" else rec.get("backbone", default_backbone(info.input_shape))
-    tuned = rec.get("strategy_options", {}).get(STRATEGIES.get(spec.strategy).name, {})
-    return replace(spec, epochs=spec.epochs or rec.get("epochs", 1), batch_size=spec.batch_size or rec.get("batch_size", 64),
-                   lr=spec.lr or rec.get("lr", 0.01), backbone=backbone,
-                   strategy_options={**tuned, **spec.strategy_options})
 
 
 def library_versions() -> dict[str, str]:
@@ -200,77 +188,14 @@ def run(spec: RunSpec, out: str | Path = "results", *, overwrite: bool = False, 
     reporter = reporter or LogReporter()
     out = Path(out)
     results.check_writable(out)
-    path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
-    if results.is_complete(path) and not overwrite:
-        return _reuse(spec, path)
-    with RunLock(path, job_id):
-        return _run_locked(spec, out, path, overwrite=overwrite, resume=resume, reporter=reporter)
-
-
-def _reuse(spec: RunSpec, path: Path) -> RunRecord:
-    stored = results.load_run(path)
-    if stored.config.get("format_version") != results.FORMAT_VERSION:
-        raise UserError(f"'{path}' was written by an incompatible version of hywu-bench (format "
-                        f"{stored.config.get('format_version')}, this is {results.FORMAT_VERSION}); use another --out.")
-    if (not spec.same_request(stored.config.get("requested_spec"))
-            or stored.config.get("input_fingerprint") != spec.input_fingerprint()):
-        raise UserError(f"a complete run with a different configuration exists at '{path}'; pass --overwrite "
-                        f"to replace it, or --name NAME to store this one beside it.")
-    changed = stale_settings(spec, stored.config)
-    if changed:
-        raise UserError(f"the complete run at '{path}' was made with other settings than this version of "
-                        f"hywu-bench uses for the same request ({changed}); pass --overwrite to run it again, "
-                        f"or use another --out to keep both.")
-    return RunRecord(spec, path, stored.before, stored.R, stored.metrics, reused=True)
-
-
-def stale_settings(spec: RunSpec, config: dict[str, Any]) -> str | None:
-    """What differs between the settings a stored run used (`config`) and those this version resolves for
-    the same request, or None. A release that changes a scenario's recommendations or a strategy's
-    defaults changes runs that asked for nothing explicitly; their stored results must not pass for new
-    ones. None too when the scenario cannot be built here (e.g. its data is gone): the stored run is then
-    taken as it is, with a warning."""
-    try:
-        info = _scenario_info(spec)
-    except UserError as err:
-        log.warning("cannot check '%s' against this version's settings: %s", spec.scenario, err)
-        return None
-    return _changed_settings(_used_settings(resolve_hyperparameters(spec, info)), config)
-
-
-def _used_settings(resolved: RunSpec) -> dict[str, Any]:
-    """What a run really uses, as config.json stores it: the resolved spec and every strategy option."""
-    options = vars(STRATEGIES.options(resolved.strategy, resolved.strategy_options))
-    return {"spec": resolved.to_dict(), "options": options}
-
-
-def _changed_settings(now: dict[str, Any], config: dict[str, Any]) -> str | None:
-    """`now` (from `_used_settings`) against a stored config, as 'key old -> new, ...', or None. Settings
-    added after the run was stored count as their defaults (as in `RunSpec.same_request`)."""
-    now = _plain(now)
-    then = _plain({"spec": {**now["spec"], **config.get("spec", {})},
-                   "options": {**now["options"], **config.get("strategy", {}).get("options", {})}})
-    changed = [f"{key} {then[part][key]!r} -> {now[part][key]!r}" for part in ("spec", "options")
-               for key in now[part] if then[part][key] != now[part][key] and key != "strategy_options"]
-    return ", ".join(changed) if changed else None
-
-
-_INFO_CACHE: dict[str, ScenarioInfo] = {}
-
-
-def _scenario_info(spec: RunSpec) -> ScenarioInfo:
-    """The scenario's description for `spec` (its data built once per process and dropped)."""
-    key = json.dumps([spec.scenario, spec.seed, spec.scenario_options, spec.data_root, spec.download],
-                     sort_keys=True, default=str)
-    if key not in _INFO_CACHE:
-        load_builtins()
-        _INFO_CACHE[key] = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options).info
-    return _INFO_CACHE[key]
-
-
-def _plain(value: Any) -> Any:
-    """As JSON stores it (tuples become lists), to compare stored settings with live ones."""
-    return json.loads(json.dumps(value, default=str))
+    stored = results.verdict(spec, out, overwrite=overwrite)
+    if stored.refused:
+        raise UserError(stored.reason)
+    if stored.kind == "reuse":
+        run = results.load_run(stored.path)
+        return RunRecord(spec, stored.path, run.before, run.R, run.metrics, reused=True)
+    with RunLock(stored.path, job_id):
+        return _run_locked(spec, out, stored.path, overwrite=overwrite, resume=resume, reporter=reporter)
 
 
 def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
@@ -289,7 +214,7 @@ def _prepare(spec: RunSpec) -> tuple[Scenario, RunSpec, torch.device]:
 
 
 def _config(spec: RunSpec, resolved: RunSpec, info: ScenarioInfo, device: torch.device, warm: Path | None) -> dict:
-    used = _used_settings(resolved)
+    used = used_settings(resolved)
     return {"format_version": results.FORMAT_VERSION, "run_name": spec.run_name,
             "requested_spec": spec.to_dict(), "input_fingerprint": spec.input_fingerprint(),
             "spec": used["spec"], "scenario": info.to_dict(),
@@ -321,16 +246,10 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     T = info.n_experiences
     progress = {"done": 0, "R": np.full((T, T), np.nan).tolist(), "per_experience": []}
     config = _config(spec, resolved, info, device, warm)
-    if resume and not overwrite and (path / checkpoint.CHECKPOINT).exists():
-        stored = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
-        if (not spec.same_request(stored.get("requested_spec"))
-                or stored.get("input_fingerprint") != spec.input_fingerprint()):
-            raise UserError(f"cannot resume '{path}': it was started with a different configuration; "
-                            f"pass --overwrite to start it over.")
-        changed = _changed_settings(_used_settings(resolved), stored)  # this scenario is built already
-        if changed:
-            raise UserError(f"cannot resume '{path}': it was started with other settings than this version of "
-                            f"hywu-bench uses ({changed}); pass --overwrite to start it over.")
+    stored = results.verdict(spec, out, overwrite=overwrite, resume=resume, resolved=resolved)
+    if stored.refused:
+        raise UserError(stored.reason)
+    if stored.kind == "resume":
         progress = checkpoint.restore(checkpoint.load(path), strategy)
         log.info("resuming %s after experience %d", path, progress["done"])
     else:

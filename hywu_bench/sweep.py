@@ -110,7 +110,7 @@ def compare(scenario: str, strategies: Sequence[str], seeds: Sequence[int], out:
     outcomes = run_specs(specs, out, executor or make_executor(workers), listener, overwrite)
     result = CompareResult(outcomes)
     if write_report and any(o.ok for o in outcomes):
-        from hywu_bench.paper import render
+        from hywu_bench.pages import render
 
         result.report = render(out, [_folder(specs[0])], write_index=False)
     result.seconds = time.perf_counter() - t0

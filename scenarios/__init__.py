@@ -1,6 +1,4 @@
-"""Shipped scenarios. Each module registers its builders in `hywu_bench.registry.SCENARIOS` on import."""
+"""Shipped scenarios, registered on import by `scenarios/catalog.py` (light: names, options, builder
+references); their builders' modules are imported only when a run starts."""
 
-from scenarios import split  # noqa: F401
-from scenarios import drift  # noqa: F401
-from scenarios import personalization  # noqa: F401
-from scenarios import sequence  # noqa: F401
+from scenarios import catalog  # noqa: F401

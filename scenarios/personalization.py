@@ -27,7 +27,6 @@ exactly the same inputs; the test images are the same for every user.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -35,10 +34,10 @@ from torch import Tensor
 
 from hywu_bench.config import RunSpec
 from hywu_bench.data import ExperienceInfo, ExperienceTensors, Scenario, ScenarioInfo, make_scenario
-from hywu_bench.registry import SCENARIOS
 from scenarios import transforms as T
 from scenarios.datasets import load_dataset
-from scenarios.drift import PROFILES, Profile, StreamOptions, sizes, subsample
+from scenarios.catalog import InverseOptions, PreferenceOptions, Profile
+from scenarios.drift import sizes, subsample
 
 
 def user_plane(n: int, h: int, w: int, user: int, n_users: int) -> Tensor:
@@ -84,35 +83,6 @@ def inverse_maps(n_pairs: int, n_classes: int, seed: int) -> Tensor:
     return torch.stack([m for base in bases for m in (base, n_classes - 1 - base)])
 
 
-@dataclass(frozen=True)
-class PreferenceOptions(StreamOptions):
-    n_users: int = 4  # one experience per user
-    same_images: bool = True  # every user labels the same training images (else a fresh subsample each)
-    user_in_input: bool = True  # also encode the user as an extra input channel, for plain baselines
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_users < 1:
-            raise ValueError(f"n_users must be >= 1 (got {self.n_users})")
-
-
-@dataclass(frozen=True)
-class InverseOptions(StreamOptions):
-    n_pairs: int = 2  # 2 users per pair: y -> pi(y) and y -> n-1-pi(y)
-    same_images: bool = True
-    user_in_input: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_pairs < 1:
-            raise ValueError(f"n_pairs must be >= 1 (got {self.n_pairs})")
-
-
-# HY-WU's options on user streams, chosen on held-out training data (benchmarks/hywu_validation.py,
-# preference-fmnist, seeds 0-2: ACC 0.644 at its default lr 1e-3, 0.721 at 2e-3, 0.700 at 3e-3). Its
-# generator must learn each user's conflicting label map from the token; on drift streams 2e-3 was worse
-# (permuted-fmnist 0.714 against 0.746), so this is per family. Options set by the user win.
-TUNED_STRATEGY_OPTIONS = {"hywu": {"lr": 2e-3}}
 
 
 def user_scenario(name: str, profile: Profile, spec: RunSpec, options: PreferenceOptions | InverseOptions,
@@ -135,7 +105,7 @@ def user_scenario(name: str, profile: Profile, spec: RunSpec, options: Preferenc
     c, h, w = data.input_shape
     shape = (c + 1, h, w) if options.user_in_input else (c, h, w)
     info = ScenarioInfo(name, "domain", data.n_classes, shape, tuple(infos), condition_dim=n_users,
-                        recommended={**profile.recommended, "strategy_options": TUNED_STRATEGY_OPTIONS},
+                        recommended=dict(profile.recommended),
                         options={**vars(options), "label_maps": label_maps.tolist()})
     return make_scenario(train, test, info)
 
@@ -144,30 +114,17 @@ def _relabel(label_map: Tensor) -> str:
     return "relabel(" + " ".join(map(str, label_map.tolist())) + ")"
 
 
-def _register(key: str, profile: Profile) -> None:
-    aliases = profile.aliases
-
-    @SCENARIOS.register(f"preference-{key}", settings=("domain",), options=PreferenceOptions,
-                        aliases=tuple(f"preference-{a}" for a in aliases),
-                        help=f"{profile.dataset}, each experience a user with a seeded permutation of the labels "
-                             f"and a condition token (also an input channel); domain-incremental")
-    def build_preference(spec: RunSpec, options: PreferenceOptions) -> Scenario:
-        return user_scenario(f"preference-{key}", profile, spec, options,
-                             lambda n: preference_maps(options.n_users, n, spec.seed), lambda u, m: _relabel(m))
-
-    @SCENARIOS.register(f"inverse-{key}", settings=("domain",), options=InverseOptions,
-                        aliases=tuple(f"inverse-{a}" for a in aliases),
-                        help=f"{profile.dataset}, pairs of users with opposed labels (y vs n-1-y) and condition "
-                             f"tokens (also an input channel); domain-incremental")
-    def build_inverse(spec: RunSpec, options: InverseOptions) -> Scenario:
-        def describe(u: int, m: Tensor) -> str:
-            if u < 2:
-                return "identity" if u == 0 else "reverse"
-            return _relabel(m)
-
-        return user_scenario(f"inverse-{key}", profile, spec, options,
-                             lambda n: inverse_maps(options.n_pairs, n, spec.seed), describe)
+def build_preference(spec: RunSpec, options: PreferenceOptions, *, name: str, profile: Profile) -> Scenario:
+    """`preference-<dataset>` (declared in scenarios/catalog.py)."""
+    return user_scenario(name, profile, spec, options, lambda n: preference_maps(options.n_users, n, spec.seed),
+                         lambda u, m: _relabel(m))
 
 
-for _key, _profile in PROFILES.items():
-    _register(_key, _profile)
+def build_inverse(spec: RunSpec, options: InverseOptions, *, name: str, profile: Profile) -> Scenario:
+    """`inverse-<dataset>` (declared in scenarios/catalog.py)."""
+    def describe(u: int, m: Tensor) -> str:
+        if u < 2:
+            return "identity" if u == 0 else "reverse"
+        return _relabel(m)
+
+    return user_scenario(name, profile, spec, options, lambda n: inverse_maps(options.n_pairs, n, spec.seed), describe)

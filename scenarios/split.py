@@ -15,33 +15,13 @@ Recommended hyperparameters (used where the run does not set them):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 
 from hywu_bench.config import RunSpec
 from hywu_bench.data import ExperienceInfo, ExperienceTensors, Scenario, ScenarioInfo, make_scenario
 from hywu_bench.errors import UserError
-from hywu_bench.registry import SCENARIOS
+from scenarios.catalog import SplitOptions
 from scenarios.datasets import TensorData, load_dataset
-
-
-@dataclass(frozen=True)
-class SplitOptions:
-    n_experiences: int = 5  # groups of n_classes / n_experiences classes each
-    setting: Literal["class", "task"] = "class"  # task: the task label is given at test time
-    shuffle_classes: bool = True  # shuffle the class order with the run's seed
-
-
-@dataclass(frozen=True)
-class SplitCifar100Options(SplitOptions):
-    n_experiences: int = 10  # 10 experiences of 10 classes, or 20 of 5 (the GEM / A-GEM protocol)
-
-    def __post_init__(self) -> None:
-        if self.n_experiences not in (10, 20):
-            raise ValueError(f"n_experiences={self.n_experiences} is not supported; use 10 (10 classes each) "
-                             f"or 20 (5 classes each).")
 
 
 def class_order(n_classes: int, seed: int, shuffle: bool) -> list[int]:
@@ -74,29 +54,6 @@ def split_scenario(name: str, data: TensorData, spec: RunSpec, options: SplitOpt
     return make_scenario(train, test, info)
 
 
-def _register(name: str, dataset: str, help: str, recommended: dict, aliases: tuple[str, ...] = (),
-              options: type = SplitOptions) -> None:
-    @SCENARIOS.register(name, help=help, settings=("class", "task"), options=options, aliases=aliases)
-    def build(spec: RunSpec, options: SplitOptions) -> Scenario:
-        data = load_dataset(dataset, spec.data_root, spec.download)
-        return split_scenario(name, data, spec, options, recommended)
-
-
-_register("split-digits", "digits",
-          "scikit-learn's bundled 8x8 digits in 5 experiences of 2 classes (no download; the default)",
-          dict(epochs=10, batch_size=32, lr=0.05))
-_register("split-mnist", "mnist",
-          "MNIST in 5 experiences of 2 classes (idx files under <data-root>/MNIST/raw, or --download)",
-          dict(epochs=1, batch_size=64, lr=0.03, backbone="mlp"))
-_register("split-fmnist", "fashion-mnist",
-          "Fashion-MNIST in 5 experiences of 2 classes (<data-root>/FashionMNIST/raw, Debian's "
-          "dataset-fashion-mnist, or --download)",
-          dict(epochs=2, batch_size=64, lr=0.03, backbone="mlp"), aliases=("split-fashion-mnist",))
-_register("split-cifar", "cifar10",
-          "CIFAR-10 in 5 experiences of 2 classes (<data-root>/cifar-10-batches-py, or --download); "
-          "reduced ResNet-18, best on a GPU",
-          dict(epochs=1, batch_size=32, lr=0.03, backbone="resnet18"), aliases=("split-cifar10",))
-_register("split-cifar100", "cifar100",
-          "CIFAR-100 in 10 experiences of 10 classes, or 20 of 5 (<data-root>/cifar-100-python, or --download); "
-          "reduced ResNet-18, best on a GPU",
-          dict(epochs=1, batch_size=32, lr=0.03, backbone="resnet18"), options=SplitCifar100Options)
+def build_split(spec: RunSpec, options: SplitOptions, *, name: str, dataset: str, recommended: dict) -> Scenario:
+    """`split-<dataset>` (declared in scenarios/catalog.py)."""
+    return split_scenario(name, load_dataset(dataset, spec.data_root, spec.download), spec, options, recommended)

@@ -12,6 +12,30 @@ def _isolated_data_root(tmp_path, monkeypatch):
     monkeypatch.setenv("HYWU_BENCH_DATA", str(tmp_path / "data"))
 
 
+@pytest.fixture
+def fashion_mnist():
+    """Tests on real Fashion-MNIST read Debian's dataset-fashion-mnist package (.ci/run installs it; the
+    default data root is a fresh temporary folder). Elsewhere they skip, saying how to install it."""
+    from scenarios.datasets import DEBIAN_FASHION_MNIST
+
+    if not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("needs Fashion-MNIST: apt-get install dataset-fashion-mnist (Debian/Ubuntu), or put the "
+                    "idx files under $HYWU_BENCH_DATA/FashionMNIST/raw")
+    return DEBIAN_FASHION_MNIST
+
+
+@pytest.fixture(autouse=True)
+def _restore_registries():
+    """Plugins register into the process-wide registries: put them back as they were after each test."""
+    from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
+
+    load_builtins()
+    saved = [(r, dict(r._entries), dict(r._aliases)) for r in (SCENARIOS, STRATEGIES)]
+    yield
+    for registry, entries, aliases in saved:
+        registry._entries, registry._aliases = entries, aliases
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny models run faster on one thread, and much faster when other processes share the cores."""
@@ -36,7 +60,7 @@ def executor_grid(tmp_path_factory):
     of the tests uses): (its results folder, its tables folder, the grid, the --set pairs)."""
     import torch
 
-    from hywu_bench import report, sweep
+    from hywu_bench import sweep, tables
 
     out = tmp_path_factory.mktemp("local-grid")
     threads = torch.get_num_threads()
@@ -46,9 +70,9 @@ def executor_grid(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     assert all(o.ok for o in result.outcomes), [o.error for o in result.outcomes]
-    tables = out / "tables"
-    report.write_tables(report.load(out / "results"), EXECUTOR_GRID["scenario"], tables)
-    return out / "results", tables, EXECUTOR_GRID, EXECUTOR_SETS
+    written = out / "tables"
+    tables.write_tables(tables.load(out / "results"), EXECUTOR_GRID["scenario"], written)
+    return out / "results", written, EXECUTOR_GRID, EXECUTOR_SETS
 
 
 @pytest.fixture
@@ -80,3 +104,49 @@ def assert_same_tables():
                                           rtol=0, atol=1e-6, obj=name)
 
     return check
+
+
+# An edited scenario file between two sweeps: every executor must refuse it as the local runner does.
+EDITED_SEQUENCE = """name = "two-digits"
+[defaults]
+dataset = "digits"
+train_size = 200
+test_size = 100
+[[experience]]
+classes = [0, 1]
+[[experience]]
+classes = [{second}]
+"""
+EDITED_REFUSAL = "a complete run with a different configuration exists at"
+
+
+def _edited_file_is_refused(tmp_path, *executor_args: str) -> None:
+    """Two identical compares of a scenario file (run, then reused), then the file edited: refused."""
+    from typer.testing import CliRunner
+
+    from hywu_bench import results
+    from hywu_bench.cli import app
+    from hywu_bench.config import resolve_spec
+
+    path = tmp_path / "stream.toml"
+    path.write_text(EDITED_SEQUENCE.format(second="2, 3"))
+    out = tmp_path / "results"
+    args = ["compare", "--scenario", "sequence", "--strategies", "naive", "--seeds", "0", "--out", str(out),
+            "--set", f"scenario.path={path}", "--set", "epochs=1", "-q", *executor_args]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "1 skipped (already complete)" in again.output, again.output
+
+    path.write_text(EDITED_SEQUENCE.format(second="2, 3, 4"))  # the same file name, another stream
+    edited = CliRunner().invoke(app, args)
+    assert edited.exit_code == 1, edited.output
+    assert EDITED_REFUSAL in edited.output and "1 failed" in edited.output, edited.output
+    spec = resolve_spec(flags={"scenario": "sequence", "strategy": "naive", "seed": 0, "epochs": 1},
+                        sets=[f"scenario.path={path}"])
+    assert results.verdict(spec, out).kind == "conflict"  # the stored run is untouched, and still refused
+
+
+@pytest.fixture
+def edited_file_is_refused():
+    return _edited_file_is_refused

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hywu_bench import results
 from hywu_bench.config import resolve_spec
 from hywu_bench.runner import run
 
@@ -19,7 +20,8 @@ def records(tmp_path_factory):
 def test_runs_and_fills_the_matrix(records, strategy):
     rec = records[strategy]
     assert rec.R.shape == (5, 5)
-    assert np.all((rec.R[-1] >= 0) & (rec.R[-1] <= 1))
+    stored_before, stored_R = results.matrix_from_csv(rec.path / "accuracy_matrix.csv")
+    assert np.allclose(stored_R, rec.R, atol=1e-6, equal_nan=True) and np.allclose(stored_before, rec.before, atol=1e-6)
     if strategy == "joint":
         assert np.isnan(rec.R[:-1]).all()  # offline: only the final row exists
     else:

@@ -105,9 +105,7 @@ def test_fashion_mnist_falls_back_to_the_debian_folder(tmp_path, monkeypatch):
     assert torch.equal(data.x_test[:, 0], expected_images(mine[IDX_FILES[2]]))
 
 
-@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
-def test_debian_fashion_mnist_package_loads(tmp_path):
+def test_debian_fashion_mnist_package_loads(tmp_path, fashion_mnist):
     data = load_dataset("fashion-mnist", tmp_path)
     assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
     assert sorted(data.y_train.unique().tolist()) == list(range(10))

@@ -157,14 +157,14 @@ def test_bad_options_are_user_errors():
         SCENARIOS.options("rotated-digits", {"setting": "class"})
 
 
-def test_permuted_fmnist_is_subsampled_for_a_cpu():
+def test_permuted_fmnist_is_subsampled_for_a_cpu(fashion_mnist):
     s = build("permuted-fmnist", n_experiences=2)
     assert s.info.input_shape == (1, 28, 28) and s.info.recommended["backbone"] == "mlp"
     assert [(e.n_train, e.n_test, e.dataset) for e in s.info.experiences] == [(2000, 1000, "fashion-mnist")] * 2
 
 
 def test_rotation_and_drift_streams_recommend_hywus_tuned_generator_and_the_user_wins():
-    from hywu_bench.runner import resolve_hyperparameters
+    from hywu_bench.settings import resolve_hyperparameters
 
     load_builtins()
     for name in ("rotated-digits", "drift-digits"):

@@ -148,7 +148,7 @@ def test_slurm_without_sbatch_is_one_line_and_submits_nothing(tmp_path, monkeypa
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     out = tmp_path / "results"
     result = cli("compare", "--scenario", "split-digits", "--strategies", "naive", "--seeds", "0", "--out", str(out),
-                 "--executor", "slurm", "--slurm-partition", "gpu")
+                 "--executor", "slurm", "--executor-opt", "partition=gpu")
     assert result.exit_code == 2, result.output
     assert "'sbatch' is not on PATH" in result.output and len(result.output.strip().splitlines()) == 1
     assert not out.exists() and not default_jobs_folder(out).exists()
@@ -156,15 +156,19 @@ def test_slurm_without_sbatch_is_one_line_and_submits_nothing(tmp_path, monkeypa
 
 @pytest.mark.parametrize("args,message", [
     (["--executor", "kubernetes"], "unknown executor 'kubernetes'; use one of: local, submitit-local, slurm, ray"),
-    (["--address", "10.0.0.1:6379"], "--address is an option of --executor ray, not of --executor local"),
-    (["--executor", "slurm", "--workers", "4"], "--workers is an option of --executor local"),
-    (["--executor", "ray", "--slurm-partition", "gpu", "--address", "h:1"], "--slurm-partition is an option of"),
-    (["--executor", "ray"], "--executor ray needs --address HOST:PORT"),
-    (["--executor", "ray", "--address", "nohost"], "'nohost' is not HOST:PORT"),
-    (["--executor", "submitit-local", "--slurm-time", "4h"], "--slurm-time '4h' is not a time"),
-    (["--executor", "submitit-local", "--cpus-per-task", "0"], "--cpus-per-task must be >= 1"),
-    (["--executor", "slurm", "--sbatch-line", "-A lab"], "give the long form"),
-    pytest.param(["--executor", "submitit-local", "--gpus-per-task", "1"], "this machine has 0 CUDA device(s)",
+    (["--executor-opt", "address=10.0.0.1:6379"], "'address' belongs to --executor ray, not to --executor local"),
+    (["--executor", "slurm", "--workers", "4"], "'workers' belongs to --executor local, not to --executor slurm"),
+    (["--executor", "ray", "--executor-opt", "partition=gpu", "--executor-opt", "address=h:1"],
+     "'partition' belongs to --executor submitit-local or slurm"),
+    (["--executor", "slurm", "--executor-opt", "partion=gpu"], "unknown executor option 'partion'. Did you mean 'partition'?"),
+    (["--executor", "slurm", "--executor-opt", "partition"], "--set 'partition' is malformed"),
+    (["--executor", "ray"], "--executor ray needs --executor-opt address=HOST:PORT"),
+    (["--executor", "ray", "--executor-opt", "address=nohost"], "'nohost' is not HOST:PORT"),
+    (["--executor", "submitit-local", "--executor-opt", "time=4h"], "time='4h' is not a time"),
+    (["--executor", "submitit-local", "--executor-opt", "cpus_per_task=0"], "cpus_per_task must be >= 1"),
+    (["--executor", "submitit-local", "--executor-opt", "cpus_per_task=many"], "'executor option cpus_per_task' = 'many' has the wrong type"),
+    (["--executor", "slurm", "--executor-opt", "sbatch_lines=-A lab"], "give the long form"),
+    pytest.param(["--executor", "submitit-local", "--executor-opt", "gpus_per_task=1"], "this machine has 0 CUDA device(s)",
                  marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here")),
 ])
 def test_bad_executor_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):

@@ -33,7 +33,7 @@ def test_ray_grid_matches_local_with_files_returned_to_the_driver(tmp_path, ray_
     address, scratch = ray_head
     reference, tables, grid, sets = executor_grid
     out = tmp_path / "results"
-    result = CliRunner().invoke(app, [*grid_args(grid, sets, out), "--executor", "ray", "--address", address])
+    result = CliRunner().invoke(app, [*grid_args(grid, sets, out), "--executor", "ray", "--executor-opt", f"address={address}"])
     assert result.exit_code == 0, result.output
     assert "4 runs: 4 done, 0 skipped (already complete), 0 failed" in result.output
     for path in results.find_runs(reference)[0]:
@@ -50,7 +50,7 @@ def test_ray_tasks_write_into_a_shared_path(tmp_path, ray_head, executor_grid):
     address, _ = ray_head
     reference, _, grid, sets = executor_grid
     out = tmp_path / "results"
-    executor = make_executor(ExecutorOptions("ray", address=address, shared_path=True, ray_retries=1))
+    executor = make_executor(ExecutorOptions("ray", address=address, shared_path=True, retries=1))
     result = sweep.compare(grid["scenario"], ["naive"], grid["seeds"], out, sets=sets, executor=executor,
                            write_report=False)
     assert [o.ok and not o.reused for o in result.outcomes] == [True, True], [o.error for o in result.outcomes]
@@ -67,8 +67,8 @@ def test_ray_gpu_request_on_a_cluster_without_gpus_is_refused(tmp_path, ray_head
     address, _ = ray_head
     out = tmp_path / "results"
     result = CliRunner().invoke(app, ["compare", "--scenario", "split-digits", "--strategies", "naive", "--seeds", "0",
-                                      "--out", str(out), "--executor", "ray", "--address", address,
-                                      "--ray-num-gpus", "1"])
+                                      "--out", str(out), "--executor", "ray", "--executor-opt", f"address={address}",
+                                      "--executor-opt", "num_gpus=1"])
     assert result.exit_code == 2, result.output
     assert "has no GPU" in result.output and "Nothing was submitted" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -82,7 +82,7 @@ def test_an_unreachable_ray_address_is_refused_within_seconds(tmp_path):
     out = tmp_path / "results"
     t0 = time.perf_counter()
     result = CliRunner().invoke(app, ["compare", "--scenario", "split-digits", "--strategies", "naive", "--seeds", "0",
-                                      "--out", str(out), "--executor", "ray", "--address", f"127.0.0.1:{port}"])
+                                      "--out", str(out), "--executor", "ray", "--executor-opt", f"address=127.0.0.1:{port}"])
     assert time.perf_counter() - t0 < 5
     assert result.exit_code == 2, result.output
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.output
@@ -119,7 +119,7 @@ def test_a_ray_task_whose_worker_dies_is_retried_and_completes(tmp_path, ray_hea
 
     watcher = threading.Thread(target=kill_mid_run, daemon=True)
     watcher.start()
-    executor = make_executor(ExecutorOptions("ray", address=address, shared_path=True, ray_retries=2))
+    executor = make_executor(ExecutorOptions("ray", address=address, shared_path=True, retries=2))
     result = sweep.compare(grid["scenario"], ["naive"], [0], out, sets=sets, executor=executor, write_report=False)
     watcher.join(1)
     assert killed, "the run finished before its worker could be killed"
@@ -127,3 +127,8 @@ def test_a_ray_task_whose_worker_dies_is_retried_and_completes(tmp_path, ray_hea
     assert outcome.ok, outcome.error
     want = results.run_dir(reference, "split-digits", "naive", 0) / "accuracy_matrix.csv"
     assert (path / "accuracy_matrix.csv").read_bytes() == want.read_bytes()
+
+
+def test_an_edited_scenario_file_is_refused_by_ray(tmp_path, ray_head, edited_file_is_refused):
+    address, _ = ray_head
+    edited_file_is_refused(tmp_path, "--executor", "ray", "--executor-opt", f"address={address}")

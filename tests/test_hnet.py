@@ -12,9 +12,10 @@ from hywu_bench.config import resolve_spec
 from hywu_bench.errors import UserError
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES
-from hywu_bench.runner import resolve_hyperparameters, run
+from hywu_bench.runner import run
+from hywu_bench.settings import resolve_hyperparameters
 from hywu_bench.training import TaskMaskPlugin, TrainingSetup
-from strategies.hnet import HNetModel, infer_task_by_entropy
+from strategies.hnet.strategy import HNetModel, infer_task_by_entropy
 
 SHAPE = (1, 8, 8)
 

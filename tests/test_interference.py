@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from hywu_bench import interference, plots, report
+from hywu_bench import figures, interference, tables
 from hywu_bench.data import ExperienceInfo, ExperienceTensors, ScenarioInfo, make_scenario
 
 
@@ -114,7 +114,8 @@ def test_hywu_probe_end_to_end_stored_and_drawn(tmp_path: Path) -> None:
     from hywu_bench.config import resolve_spec
     from hywu_bench.models import build_backbone
     from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
-    from hywu_bench.runner import resolve_hyperparameters, seed_everything
+    from hywu_bench.runner import seed_everything
+    from hywu_bench.settings import resolve_hyperparameters
     from hywu_bench.training import TrainingSetup
 
     load_builtins()
@@ -144,11 +145,11 @@ def test_hywu_probe_end_to_end_stored_and_drawn(tmp_path: Path) -> None:
     assert np.allclose(interference.load(path)["gradient_conflict"], out["gradient_conflict"])
     probes: list = []
     projections: list = []
-    report._probe_rows(path, {"scenario": "split-digits", "strategy": "hywu", "seed": 0}, probes, projections)
-    loaded = report.Loaded(report.pd.DataFrame(), report.pd.DataFrame(probes), report.pd.DataFrame(projections))
+    tables._probe_rows(path, {"scenario": "split-digits", "strategy": "hywu", "seed": 0}, probes, projections)
+    loaded = tables.Loaded(tables.pd.DataFrame(), tables.pd.DataFrame(probes), tables.pd.DataFrame(projections))
     for kind in interference.MATRIX_KINDS:
-        plots.save(plots.cosine_heatmaps(loaded.probes, kind), tmp_path / kind, ("png",), dpi=40)
-    plots.save(plots.update_projection(loaded.projections), tmp_path / "projection", ("png",), dpi=40)
+        figures.save(figures.cosine_heatmaps(loaded.probes, kind), tmp_path / kind, ("png",), dpi=40)
+    figures.save(figures.update_projection(loaded.projections), tmp_path / "projection", ("png",), dpi=40)
 
 
 def test_save_and_load_round_trip_with_nan(tmp_path: Path) -> None:

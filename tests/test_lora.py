@@ -10,10 +10,11 @@ import torch
 from hywu_bench.config import resolve_spec
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES
-from hywu_bench.runner import resolve_hyperparameters, run
+from hywu_bench.runner import run
+from hywu_bench.settings import resolve_hyperparameters
 from hywu_bench.training import TaskMaskPlugin, TrainingSetup
-from strategies.hywu.operator import use_factors
-from strategies.lora import OLoRAModel, PerTaskLoRAModel, SharedLoRAModel, site_key
+from strategies.lowrank import use_factors
+from strategies.lora.strategy import OLoRAModel, PerTaskLoRAModel, SharedLoRAModel, site_key
 
 SHAPE = (1, 8, 8)
 

@@ -89,7 +89,7 @@ def test_token_only_and_fresh_images_options():
     assert torch.equal(y, 9 - columns(s.test_stream, 0)[1]) and torch.equal(c[:, 1], torch.ones(len(y)))
 
 
-def test_preference_fmnist_recipe_and_shape():
+def test_preference_fmnist_recipe_and_shape(fashion_mnist):
     s = build("preference-fmnist", n_users=4)
     assert s.info.input_shape == (2, 28, 28) and s.info.condition_dim == 4
     assert [(e.n_train, e.n_test) for e in s.info.experiences] == [(2000, 1000)] * 4
@@ -107,7 +107,7 @@ def test_naive_fine_tuning_forgets_earlier_users(tmp_path):
 
 
 def test_user_streams_recommend_hywus_tuned_lr_and_the_user_wins():
-    from hywu_bench.runner import resolve_hyperparameters
+    from hywu_bench.settings import resolve_hyperparameters
 
     load_builtins()
     scenario = SCENARIOS.build("preference-digits", RunSpec(scenario="preference-digits"))

@@ -3,7 +3,6 @@ runs; a plugin that fails to import or takes a name twice is a one-line error na
 
 import importlib.metadata
 import sys
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -52,15 +51,6 @@ def build_sgd(model, setup, options):
     optimizer = setup.optimizer(model.parameters(), lr=setup.lr * options.lr_scale)
     return HarnessTemplate(model=model, optimizer=optimizer, **setup.template_kwargs())
 '''
-
-
-@pytest.fixture(autouse=True)
-def restore_registries():
-    """Plugins register into the process-wide registries: put them back as they were after each test."""
-    saved = [(r, dict(r._entries), dict(r._aliases)) for r in (SCENARIOS, STRATEGIES)]
-    yield
-    for registry, entries, aliases in saved:
-        registry._entries, registry._aliases = entries, aliases
 
 
 def plugin_file(tmp_path, name="my_plugin.py", scenario="blobs", strategy="plain-sgd", body=None):
@@ -148,7 +138,8 @@ def test_entry_points_register_and_a_broken_one_is_named(tmp_path, monkeypatch):
     good = importlib.metadata.EntryPoint("blobs", module, "hywu_bench.scenarios")
     broken = importlib.metadata.EntryPoint("broken", "hywu_bench_test_ep_broken", "hywu_bench.strategies")
     points = {"hywu_bench.scenarios": [good], "hywu_bench.strategies": []}
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points.get(group, []))
+    shipped = importlib.metadata.entry_points  # hywu-bench's own built-ins stay registered
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [*shipped(group=group), *points.get(group, [])])
     load_entry_points()
     assert SCENARIOS.get("ep-blobs").source == f"entry point {module}"
     points["hywu_bench.strategies"] = [broken]

@@ -92,7 +92,9 @@ label_map = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
 
 
 @pytest.mark.parametrize("example", ["rotating_digits.toml", "conflicting_users.toml"])
-def test_shipped_examples_build(example):
+def test_shipped_examples_build(example, request):
+    if "fashion" in (EXAMPLES / example).read_text():
+        request.getfixturevalue("fashion_mnist")
     s = build_file(EXAMPLES / example)
     info = s.info
     assert info.setting == "domain" and info.n_experiences >= 3
@@ -155,7 +157,7 @@ def test_a_sequence_runs_and_saves_the_resolved_file(tmp_path):
     assert config["scenario"]["options"]["resolved"]["experiences"][1]["label_offset"] == 5
 
 
-def test_mixed_concatenates_datasets_on_their_own_outputs():
+def test_mixed_concatenates_datasets_on_their_own_outputs(fashion_mnist):
     s = SCENARIOS.build("mixed", RunSpec(scenario="mixed"), experiences_per_dataset=2, train_per_experience=100,
                         test_per_experience=50)
     info = s.info

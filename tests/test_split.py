@@ -142,6 +142,6 @@ def test_naive_run_on_split_mnist_end_to_end(mnist_root, tmp_path):
                                    device="cpu", data_root=str(mnist_root), warm_start=True))
     record = run(spec, out=tmp_path / "results")
     assert record.R.shape == (5, 5) and np.isfinite(record.R).all()
-    assert ((record.R >= 0) & (record.R <= 1)).all() and record.before.shape == (5,)
+    assert record.before.shape == (5,)
     assert record.spec.backbone == "mlp" and record.spec.lr == pytest.approx(0.03)
     assert (record.path / "accuracy_matrix.csv").is_file() and (record.path / "metrics.json").is_file()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hywu_bench import paper, sweep
+from hywu_bench import suites, sweep
 from hywu_bench.cli import app
 from hywu_bench.errors import UserError
 from hywu_bench.registry import STRATEGIES, load_builtins
@@ -113,15 +113,40 @@ def test_bad_grids_fail_before_anything_runs(tmp_path: Path) -> None:
 
 
 def test_shipped_suite_loads_at_both_scales(tmp_path: Path) -> None:
-    smoke, full = paper.load_suite(None, "smoke"), paper.load_suite(None, "full")
+    smoke, full = suites.load_suite(None, "smoke"), suites.load_suite(None, "full")
     assert smoke.entries[0].scenario == "split-digits" and smoke.workers == 2
     assert {"naive", "replay", "ewc"} <= set(smoke.entries[0].strategies)
     assert smoke.n_runs > 20 and full.n_runs > smoke.n_runs
     assert {e.scenario for e in smoke.entries} <= {e.scenario for e in full.entries} | {"split-digits"}
     with pytest.raises(UserError, match="no scale 'huge'"):
-        paper.load_suite(None, "huge")
+        suites.load_suite(None, "huge")
     custom = tmp_path / "suite.toml"
     custom.write_text('[tiny]\n[[tiny.scenarios]]\nscenario = "split-digits"\n'
                       'strategies = ["naive", "not-yet-written"]\nseeds = [0]\n')
-    plan = paper.load_suite(custom, "tiny")
+    plan = suites.load_suite(custom, "tiny")
     assert plan.entries[0].strategies == ["naive"] and "not-yet-written" in plan.notes[0]
+
+
+def test_executor_options_come_from_a_suite_table_a_file_and_flags_in_that_order(tmp_path: Path) -> None:
+    from hywu_bench.cli.sweep import executor_options
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text('[tiny]\n[tiny.executor]\nkind = "slurm"\npartition = "gpu"\ntime = "8:00:00"\n'
+                     'sbatch_lines = ["--account=lab"]\n[[tiny.scenarios]]\nscenario = "split-digits"\n'
+                     'strategies = ["naive"]\n')
+    plan = suites.load_suite(suite, "tiny")
+    options = executor_options(None, None, None, None, plan.executor)
+    assert (options.kind, options.partition, options.time_minutes, options.sbatch_lines) == \
+        ("slurm", "gpu", 480, ("--account=lab",))
+    config = tmp_path / "cluster.toml"
+    config.write_text('[executor]\ntime = "90"\ngpus_per_task = 1\n')
+    flags = executor_options(None, ["partition=short", "sbatch_lines=--qos=high"], None, config, plan.executor)
+    assert (flags.partition, flags.time_minutes, flags.gpus_per_task) == ("short", 90, 1)
+    assert flags.sbatch_lines == ("--account=lab", "--qos=high")  # a tuple key given again adds to it
+    assert executor_options("local", None, 3, None, None).workers == 3
+    (tmp_path / "empty.toml").write_text("title = 'no executor here'\n")
+    with pytest.raises(UserError, match=r"has no \[executor\] table"):
+        executor_options(None, None, None, tmp_path / "empty.toml")
+    suite.write_text('[tiny]\nexecutor = "slurm"\n[[tiny.scenarios]]\nscenario = "split-digits"\nstrategies = ["naive"]\n')
+    with pytest.raises(UserError, match=r"tiny.executor must be a table"):
+        suites.load_suite(suite, "tiny")

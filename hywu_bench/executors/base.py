@@ -9,11 +9,11 @@ one, the path of a log holding the traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -79,43 +79,23 @@ _PREPARED: dict[str, object] = {}
 
 
 def stored_outcome(spec: RunSpec, out: str | Path) -> Outcome | None:
-    """A reused Outcome if a complete run with exactly this requested spec, made with the settings this
-    version resolves for it (`runner.stale_settings`), is on disk, else None."""
-    path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
-    if not results.is_complete(path):
-        return None
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    stored = config.get("requested_spec")
-    if not spec.same_request(stored):
-        return None  # the runner explains the clash (a different configuration under the same name)
-    from hywu_bench.runner import stale_settings  # here: the runner imports torch, this module must not
-
-    if stale_settings(spec, config):
-        return None  # made with settings this version no longer uses: the runner explains, or reruns it
-    return Outcome(spec, True, path, reused=True)
+    """A reused Outcome if `results.verdict` says the stored run may be reused, else None (the runner then
+    runs it, or explains why it may not)."""
+    stored = results.verdict(spec, out)
+    return Outcome(spec, True, stored.path, reused=True) if stored.kind == "reuse" else None
 
 
 def prepare_worker(threads: int, plugins: Sequence[str]) -> None:
-    """Once per process: torch threads, quiet library warnings, the registries and the user's plugins."""
-    import warnings
-
+    """Once per process: torch threads, then what every hywu-bench process sets up (`setup_process`)."""
     import torch
+
+    from hywu_bench.process import setup_process
 
     torch.set_num_threads(max(1, int(threads)))  # workers share the cores instead of each taking all of them
     if _PREPARED.get("plugins") == list(plugins):
         return
     warnings.filterwarnings("ignore")
-    from hywu_bench.cli import _hide_library_warnings
-    from hywu_bench.registry import load_builtins, load_entry_points, load_plugin_file
-
-    _hide_library_warnings()
-    load_builtins()
-    load_entry_points()
-    for plugin in plugins:
-        load_plugin_file(plugin)
+    setup_process(plugins)
     _PREPARED["plugins"] = list(plugins)
 
 

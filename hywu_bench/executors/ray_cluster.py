@@ -1,7 +1,7 @@
-"""`--executor ray --address HOST:PORT`: one Ray task per run on a running cluster (`pip install "hywu-bench[ray]"`).
+"""`--executor ray --executor-opt address=HOST:PORT`: one Ray task per run on a running cluster (`pip install "hywu-bench[ray]"`).
 
 Each run is a remote task with `num_gpus`/`num_cpus` and `max_retries` (Ray reruns a task whose worker
-died; the run is idempotent, so that is safe). With `--shared-path` the task writes into `--out`, which
+died; the run is idempotent, so that is safe). With `shared_path=true` the task writes into `--out`, which
 must be the same path on every node (NFS and the like); without it the task runs in a scratch folder on
 its node, returns the run's files (JSON, CSV, text: a few KB) and this process writes them into `--out`.
 The driver checks before submitting anything that the head answers and that the cluster has the GPUs and
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import socket
 import tempfile
@@ -25,7 +24,7 @@ from hywu_bench.config import RunSpec
 from hywu_bench.errors import UserError
 from hywu_bench.executors import ExecutorOptions
 from hywu_bench.executors.base import (Listener, Outcome, default_jobs_folder, prepare_worker, run_one,
-                                       stored_outcome, write_failure_log)
+                                       write_failure_log)
 from hywu_bench.locking import RunLock
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def parse_address(address: str) -> tuple[str, int]:
     text = address.removeprefix("ray://")
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise UserError(f"--address '{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, as `ray start --head` prints).")
+        raise UserError(f"executor option address='{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, as `ray start --head` prints).")
     return host.strip("[]"), int(port)
 
 
@@ -49,7 +48,7 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as err:
         raise UserError(f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
-                        f"`ray start --head --port {port}` or fix --address. Nothing was run.") from None
+                        f"`ray start --head --port {port}` or fix --executor-opt address=. Nothing was run.") from None
 
 
 def _ray_task(spec: RunSpec, out: str, overwrite: bool, plugins: Sequence[str], threads: int,
@@ -101,9 +100,9 @@ class RayExecutor:
         assert options.address is not None  # ExecutorOptions checks it
         check_reachable(options.address)
         self.options, self.address, self.plugins = options, options.address, list(plugins)
-        self.num_gpus = options.ray_num_gpus or 0
-        self.num_cpus = options.ray_num_cpus or 1
-        self.retries = 3 if options.ray_retries is None else options.ray_retries
+        self.num_gpus = options.num_gpus or 0
+        self.num_cpus = options.num_cpus or 1
+        self.retries = 3 if options.retries is None else options.retries
         self.shared = bool(options.shared_path)
 
     def _connect(self) -> bool:
@@ -144,13 +143,13 @@ class RayExecutor:
         total = {k: sum(n.get(k, 0) for n in nodes) for k in ("GPU", "CPU")}
         have = f"{len(nodes)} node(s), {total['CPU']:g} CPUs and {total['GPU']:g} GPUs in all"
         if self.num_gpus > 0 and not total["GPU"]:
-            raise UserError(f"--ray-num-gpus {self.num_gpus:g}: the Ray cluster at {self.address} has no GPU ({have}); "
-                            f"runs would wait forever. Drop --ray-num-gpus or add GPU nodes. Nothing was submitted.")
+            raise UserError(f"executor option num_gpus={self.num_gpus:g}: the Ray cluster at {self.address} has no GPU ({have}); "
+                            f"runs would wait forever. Drop num_gpus or add GPU nodes. Nothing was submitted.")
         if self.num_gpus > most["GPU"]:
-            raise UserError(f"--ray-num-gpus {self.num_gpus:g}: no node of the Ray cluster at {self.address} has "
+            raise UserError(f"executor option num_gpus={self.num_gpus:g}: no node of the Ray cluster at {self.address} has "
                             f"that many GPUs ({have}); runs would wait forever. Nothing was submitted.")
         if self.num_cpus > most["CPU"]:
-            raise UserError(f"--ray-num-cpus {self.num_cpus:g}: no node of the Ray cluster at {self.address} has "
+            raise UserError(f"executor option num_cpus={self.num_cpus:g}: no node of the Ray cluster at {self.address} has "
                             f"that many CPUs ({have}); runs would wait forever. Nothing was submitted.")
 
     def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener, overwrite: bool = False) -> list[Outcome]:
@@ -208,7 +207,7 @@ class RayExecutor:
         path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
         if outcome.ok and not results.is_complete(path):
             return Outcome(spec, False, error=f"the task finished but '{path}' is not complete on this machine: "
-                                              f"--out is not shared with the cluster's nodes; drop --shared-path.")
+                                              f"--out is not shared with the cluster's nodes; drop shared_path=true.")
         outcome.path = path if outcome.ok else outcome.path
         return outcome
 
@@ -223,12 +222,9 @@ class RayExecutor:
 def _known_on_driver(spec: RunSpec, out: Path, overwrite: bool) -> Outcome | None:
     """Without a shared path the task cannot see --out, so the driver does what the runner would: reuse a
     complete identical run, and refuse to replace a complete one with a different configuration."""
-    path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
-    if not results.is_complete(path):
-        return None
-    reused = stored_outcome(spec, out)
-    if reused is not None or overwrite:
-        return reused
-    return Outcome(spec, False, error=f"UserError: a complete run with a different configuration exists at "
-                                      f"'{path}'; pass --overwrite to replace it, or --name NAME to store this one "
-                                      f"beside it.")
+    stored = results.verdict(spec, out, overwrite=overwrite)
+    if stored.kind == "reuse":
+        return Outcome(spec, True, stored.path, reused=True)
+    if stored.refused:
+        return Outcome(spec, False, error=f"UserError: {stored.reason}")
+    return None

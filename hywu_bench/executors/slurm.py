@@ -9,7 +9,6 @@ model. submitit's pickles and logs live in <jobs folder>/submitit/<job id>/, nev
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -56,12 +55,7 @@ class RunJob(submitit.helpers.Checkpointable if submitit else object):  # type: 
 
 
 def _started(spec: RunSpec, out: Path) -> bool:
-    path = results.run_dir(out, spec.scenario_label, spec.run_name, spec.seed)
-    try:
-        stored = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return spec.same_request(stored.get("requested_spec"))
+    return results.verdict(spec, out, resume=True).kind == "resume"
 
 
 def sbatch_options(lines: Sequence[str]) -> dict[str, Any]:
@@ -70,13 +64,13 @@ def sbatch_options(lines: Sequence[str]) -> dict[str, Any]:
     for line in lines:
         text = line.strip().removeprefix("#SBATCH").strip()
         if not text.startswith("--") and text.startswith("-"):
-            raise UserError(f"--sbatch-line '{line}': give the long form, e.g. --account=mylab (not -A mylab).")
+            raise UserError(f"executor option sbatch_lines='{line}': give the long form, e.g. --account=mylab (not -A mylab).")
         key, sep, value = text.lstrip("-").partition("=")
         if not sep:
             key, _, value = key.partition(" ")
         key, value = key.strip(), value.strip()
         if not key or " " in key:
-            raise UserError(f"--sbatch-line '{line}' is not an sbatch option; write it like --account=mylab.")
+            raise UserError(f"executor option sbatch_lines='{line}' is not an sbatch option; write it like --account=mylab.")
         options[key] = value if value else True
     return options
 
@@ -181,5 +175,5 @@ def _check_local_gpus(wanted: int) -> None:
 
     have = torch.cuda.device_count()
     if have < wanted:
-        raise UserError(f"--gpus-per-task {wanted}: this machine has {have} CUDA device(s); "
-                        f"{'drop --gpus-per-task' if not have else f'ask for at most {have}'}.")
+        raise UserError(f"executor option gpus_per_task={wanted}: this machine has {have} CUDA device(s); "
+                        f"{'drop gpus_per_task' if not have else f'ask for at most {have}'}.")

@@ -25,24 +25,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from strategies.hywu.operator import _LowRankLayer
+from strategies.hywu.options import KINDS, parse_condition
+from strategies.lowrank import _LowRankLayer
 
-KINDS = ("features", "input", "token", "task")
+__all__ = ["KINDS", "parse_condition"]  # re-exported: declared with the options
+
 EMBED_EPS = 1e-5  # of the per-instance layer norm of feature-like parts (F.layer_norm's default)
 POOL = (2, 2)  # a convolutional feature map becomes C x 2 x 2 numbers
 # What a stored anchor of each kind is, for the memory report.
 ANCHOR_KIND = {"features": "embeddings", "input": "raw-derived", "token": "condition tokens", "task": "task labels"}
-
-
-def parse_condition(spec: str) -> tuple[str, ...]:
-    kinds = tuple(k.strip() for k in spec.split("+") if k.strip())
-    bad = [k for k in kinds if k not in KINDS]
-    if not kinds or bad:
-        raise ValueError(f"condition '{spec}': unknown kind {bad or spec!r}; use kinds from "
-                         f"{', '.join(KINDS)} joined with '+', e.g. 'features+token'")
-    if len(set(kinds)) != len(kinds):
-        raise ValueError(f"condition '{spec}' names a kind twice")
-    return kinds
 
 
 class _Stop(Exception):

@@ -30,9 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from strategies.hywu.operator import Factors
-
-ARCHITECTURES = ("mlp", "tokens", "bank")
+from strategies.hywu.options import ARCHITECTURES
+from strategies.lowrank import Factors
 
 
 @dataclass(frozen=True)

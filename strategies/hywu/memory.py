@@ -14,23 +14,22 @@ floats in float16. They are decoded to float32 when drawn. Labels are int16.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from strategies.hywu.generator import factor_bytes
-from strategies.hywu.operator import Factors
+from strategies.hywu.options import ANCHOR_DTYPES, SNAPSHOT_DTYPES, AnchorDtype, SnapshotDtype
+from strategies.lowrank import Factors
 
-AnchorDtype = Literal["float32", "float16", "int8"]
-SnapshotDtype = Literal["float32", "float16"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "int8": torch.int8}
 
 
 def encode(v: Tensor, dtype: str) -> tuple[Tensor, Tensor | None]:
     """A float tensor (N, ...) in its stored form: (values, per-row scale (N, 1) or None). Integer tensors
     (task ids) are kept as they are."""
-    if v.is_floating_point() is False or dtype == "float32":
+    if not v.is_floating_point() or dtype == "float32":
         return v, None
     if dtype == "float16":
         return v.to(torch.float16), None
@@ -48,9 +47,9 @@ def decode(v: Tensor, scale: Tensor | None) -> Tensor:
 
 class FunctionalMemory:
     def __init__(self, anchor_dtype: AnchorDtype = "float32", snapshot_dtype: SnapshotDtype = "float32") -> None:
-        if anchor_dtype not in DTYPES or snapshot_dtype not in ("float32", "float16"):
-            raise ValueError(f"anchor_dtype must be one of float32, float16, int8 (got {anchor_dtype!r}) and "
-                             f"snapshot_dtype float32 or float16 (got {snapshot_dtype!r})")
+        if anchor_dtype not in ANCHOR_DTYPES or snapshot_dtype not in SNAPSHOT_DTYPES:
+            raise ValueError(f"anchor_dtype must be one of {', '.join(ANCHOR_DTYPES)} (got {anchor_dtype!r}) and "
+                             f"snapshot_dtype one of {', '.join(SNAPSHOT_DTYPES)} (got {snapshot_dtype!r})")
         self.anchor_dtype, self.snapshot_dtype = anchor_dtype, snapshot_dtype
         self.anchors: dict[str, Tensor] = {}  # kind -> (N, ...) frozen condition parts, stored form
         self.scales: dict[str, Tensor] = {}  # kind -> (N, 1) float16 scales of int8 anchors

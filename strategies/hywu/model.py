@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from strategies.hywu.condition import EMBED_EPS, ConditionEncoder, FeatureReader
 from strategies.hywu.generator import BankGenerator, GeneratorConfig, build_generator, slice_factors
-from strategies.hywu.operator import Factors, LowRankSite, _LowRankLayer, inject, site_shapes
+from strategies.lowrank import Factors, LowRankSite, _LowRankLayer, inject, site_shapes
 
 log = logging.getLogger(__name__)
 

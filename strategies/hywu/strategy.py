@@ -38,68 +38,22 @@ Pellegrini et al. 2020, "Latent Replay for Real-Time Continual Learning".
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hywu_bench.data import dataset_tensors
 from hywu_bench.errors import UserError
-from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 from hywu_bench.training import HarnessTemplate, TrainingSetup
-from strategies.hywu.condition import parse_condition
-from strategies.hywu.generator import ARCHITECTURES, GeneratorConfig, delta_gram, slice_factors
-from strategies.hywu.memory import DTYPES, AnchorDtype, FunctionalMemory, SnapshotDtype
+from strategies.hywu.generator import GeneratorConfig, delta_gram, slice_factors
+from strategies.hywu.memory import FunctionalMemory
 from strategies.hywu.model import HYWUModel
+from strategies.hywu.options import HYWUOptions
+
+__all__ = ["HYWUOptions", "HYWUStrategy", "build_hywu", "resolve_condition"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HYWUOptions:
-    rank: int = 2  # rank of each generated update (of each bank basis: the bank's update has rank <= K r)
-    alpha: float = 8.0  # scaling = alpha / rank, as in LoRA
-    sites: tuple[str, ...] = ()  # layer name patterns; empty: adapter_sites, else all Linear/Conv2d but the output
-    head: bool = True  # the generator adapts the output layer too (room for new classes under the memory)
-    generator: Literal["bank", "mlp", "tokens"] = "bank"  # bank: K mixing coefficients per site (lean)
-    bank_size: int = 24  # K bases per site (bank)
-    hidden: int = 64  # generator width (mlp trunk, bank coefficient net); bank only: 0 = a linear router
-    train_bank_A: bool = True  # False: the bank's A factors stay at their random init (cheaper)
-    condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
-    condition_layer: str = "auto"  # base layer read by `features`; auto: the first adapted site's base output
-    anchors_per_experience: int = 200  # condition anchors kept from each experience
-    anchors_per_step: int = 64  # anchors drawn for the regulariser (and rehearsal) at every step
-    beta: float = 3.0  # weight of the functional-memory regulariser (chosen on held-out train data)
-    rehearsal: float = 1.0  # weight of the anchors' cross-entropy, run through the model where it can be
-    anchor_dtype: AnchorDtype = "float32"  # how anchors are stored: float32, float16, int8 (+ a scale each)
-    snapshot_dtype: SnapshotDtype = "float32"  # how the snapshot of generated updates is stored
-    anti_collapse: float = 0.0  # weight of the squared-cosine penalty between instances' updates
-    lr: float = 1e-3  # learning rate of the generator (and trainable base modules)
-    optimizer: Literal["adam", "run"] = "adam"  # run: the given (the run's) optimizer's class, at `lr`
-    trainable: tuple[str, ...] = ()  # base modules that keep learning after the warm start, e.g. ("head",)
-
-    def __post_init__(self) -> None:
-        checks = [(self.rank >= 1, f"rank must be >= 1 (got {self.rank})"),
-                  (self.alpha > 0, f"alpha must be > 0 (got {self.alpha})"),
-                  (self.bank_size >= 1, f"bank_size must be >= 1 (got {self.bank_size})"),
-                  (self.hidden >= (0 if self.generator == "bank" else 1),
-                   f"hidden must be >= 1 (got {self.hidden}); only the bank generator takes 0 (a linear router)"),
-                  (self.anchors_per_experience >= 0, "anchors_per_experience must be >= 0"),
-                  (self.anchors_per_step >= 1, "anchors_per_step must be >= 1"),
-                  (self.beta >= 0, f"beta must be >= 0 (got {self.beta})"),
-                  (self.rehearsal >= 0, f"rehearsal must be >= 0 (got {self.rehearsal})"),
-                  (self.anchor_dtype in DTYPES, f"anchor_dtype must be one of {', '.join(DTYPES)}"),
-                  (self.snapshot_dtype in ("float32", "float16"), "snapshot_dtype must be float32 or float16"),
-                  (self.anti_collapse >= 0, f"anti_collapse must be >= 0 (got {self.anti_collapse})"),
-                  (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
-                  (self.optimizer in ("adam", "run"), f"optimizer must be adam or run (got {self.optimizer!r})"),
-                  (self.generator in ARCHITECTURES, f"generator must be one of {', '.join(ARCHITECTURES)}")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        if self.condition != "auto":
-            parse_condition(self.condition)
 
 
 def resolve_condition(options: HYWUOptions, condition_dim: int) -> str:
@@ -305,8 +259,6 @@ def _sample(dataset: Any, k: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor
             token, torch.tensor([int(it[-1]) for it in items]))
 
 
-@STRATEGIES.register("hywu", help="HY-WU: a frozen base adapted per instance by generated low-rank updates, "
-                     "with functional memory on condition anchors", settings=ALL_SETTINGS, options=HYWUOptions)
 def build_hywu(model: nn.Module, setup: TrainingSetup, options: HYWUOptions) -> HYWUStrategy:
     """The run's optimizer trains the base when there was no shared warm start (`--no-warm-start`)."""
     info = setup.info

@@ -1,4 +1,4 @@
-"""Figures from stored runs: every function takes the long-format frame(s) of `report.load` and returns a Figure.
+"""Figures from stored runs: every function takes the long-format frame(s) of `tables.load` and returns a Figure.
 
 matplotlib's object API only (no pyplot, no global figure manager, nothing shown): a Figure is rendered
 with the Agg canvas when saved. No torch import.
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hywu_bench import report
+from hywu_bench import tables
 
 # Okabe-Ito: orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple, black.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
@@ -52,16 +52,16 @@ def styled(function: Callable[..., Figure]) -> Callable[..., Figure]:
 
 def method_styles(names: Any) -> dict[str, dict[str, Any]]:
     """A colour and marker per method, stable for a given set of methods (in report order)."""
-    ordered = [n for n in report.order_strategies(names) if n != HIGHLIGHT]
-    methods = [n for n in ordered if n not in report.REFERENCES]
+    ordered = [n for n in tables.order_strategies(names) if n != HIGHLIGHT]
+    methods = [n for n in ordered if n not in tables.REFERENCES]
     out = {}
     for k, name in enumerate(ordered):
-        if name in report.REFERENCES:
-            colour = REFERENCE_COLOURS[report.REFERENCES.index(name) % len(REFERENCE_COLOURS)]
+        if name in tables.REFERENCES:
+            colour = REFERENCE_COLOURS[tables.REFERENCES.index(name) % len(REFERENCE_COLOURS)]
         else:  # beyond ten methods colours repeat, but never with the same marker
             colour = METHOD_COLOURS[methods.index(name) % len(METHOD_COLOURS)]
         out[name] = {"color": colour, "marker": MARKERS[k % len(MARKERS)],
-                     "linestyle": "--" if name in report.REFERENCES else "-", "zorder": 3, "linewidth": 1.3}
+                     "linestyle": "--" if name in tables.REFERENCES else "-", "zorder": 3, "linewidth": 1.3}
     if HIGHLIGHT in set(names):  # vermillion, thick, on top and last in legends
         out[HIGHLIGHT] = {"color": "#D55E00", "marker": "*", "linestyle": "-", "zorder": 5, "linewidth": 2.2}
     return out
@@ -148,7 +148,7 @@ def _heatmaps(panels: list[tuple[str, np.ndarray]], cmap: str, vmin: float, vmax
 def accuracy_matrices(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
     """R[i, j] (accuracy on experience j after training i), mean over seeds, one heatmap per method."""
     frame, scenario = _one_scenario(frame, scenario)
-    methods = report.order_strategies(frame["strategy"])
+    methods = tables.order_strategies(frame["strategy"])
     panels = [(name, 100 * _mean_matrix(frame[frame["strategy"] == name])) for name in methods]
     T = panels[0][1].shape[0]
     fig = _heatmaps(panels, "viridis", 0, 100, lambda v: str(int(round(v))), "test experience", "after training",
@@ -169,7 +169,7 @@ def accuracy_over_stream(frame: pd.DataFrame, scenario: str | None = None) -> Fi
     labels = _exp_labels(frame)
     styles = method_styles(frame["strategy"])
     frame = frame[frame["exp"] <= frame["after"]]  # before it is learnt, an experience's accuracy is noise here
-    seen = frame.groupby(report.KEYS + ["after"], as_index=False)["acc"].mean()
+    seen = frame.groupby(tables.KEYS + ["after"], as_index=False)["acc"].mean()
     panels = [("average over seen", seen, None)] + [
         (f"experience {j} ({labels[j]})" if labels[j] != f"exp {j}" else f"experience {j}", frame[frame["exp"] == j], j)
         for j in range(T)]
@@ -197,7 +197,7 @@ def accuracy_over_stream(frame: pd.DataFrame, scenario: str | None = None) -> Fi
 
 
 def _per_run(frame: pd.DataFrame) -> pd.DataFrame:
-    return report.run_metrics(frame)
+    return tables.run_metrics(frame)
 
 
 @styled
@@ -243,7 +243,7 @@ def forgetting_bars(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
             ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=7, color="grey")
             continue
         ax.bar(x, values.mean(), color=style["color"], alpha=0.85, yerr=_sd(values), capsize=3, width=0.7,
-               hatch="//" if name in report.REFERENCES else None, edgecolor="black", linewidth=0.5,
+               hatch="//" if name in tables.REFERENCES else None, edgecolor="black", linewidth=0.5,
                error_kw={"ecolor": "#777777", "elinewidth": 1.2})  # grey: visible on dark bars too
         ax.scatter(np.full(len(values), x) + np.linspace(-0.15, 0.15, len(values)), values, s=12, color="black",
                    edgecolors="white", linewidths=0.6, zorder=4)
@@ -258,10 +258,10 @@ def forgetting_bars(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
 def step_interference(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
     """I[i, j] = R[i-1, j] - R[i, j] in points (red: learning i hurt j), mean over seeds, one panel per method."""
     frame, scenario = _one_scenario(frame, scenario)
-    table = report.step_interference_table(frame).reset_index()
+    table = tables.step_interference_table(frame).reset_index()
     T = int(frame["exp"].max()) + 1
     panels = []
-    for name in report.order_strategies(table["strategy"]):
+    for name in tables.order_strategies(table["strategy"]):
         M = np.full((T, T), np.nan)
         for row in table[table["strategy"] == name].itertuples():
             M[row.i, row.j] = 100 * row.mean
@@ -281,7 +281,7 @@ def cosine_heatmaps(probes: pd.DataFrame, kind: str = "gradient_conflict", scena
     if sub.empty:
         raise ValueError(f"no '{kind}' probes stored for this scenario")
     panels = [(name, _mean_matrix(sub[sub["strategy"] == name], "value", "i", "j"))
-              for name in report.order_strategies(sub["strategy"])]
+              for name in tables.order_strategies(sub["strategy"])]
     title = {"gradient_conflict": "Gradient conflict (cosine of experience loss gradients)",
              "gradient_conflict_updates": "Gradient conflict on generated updates",
              "operator_separation": "Operator separation (cosine of mean generated updates)"}.get(kind, kind)
@@ -296,7 +296,7 @@ def update_projection(projections: pd.DataFrame, scenario: str | None = None,
                       labels: list[str] | None = None) -> Figure:
     """Generated updates projected on their first two principal components, coloured by experience (one seed)."""
     sub, scenario = _one_scenario(projections, scenario)
-    methods = report.order_strategies(sub["strategy"])
+    methods = tables.order_strategies(sub["strategy"])
     fig, axes = _grid(len(methods), ncols=3, panel=2.2)
     experiences = sorted(sub["exp"].unique())
     for ax, name in zip(axes, methods):
@@ -364,7 +364,7 @@ def _byte_ticks(low: float, high: float, most: int = 5) -> list[float]:
     return powers[:: max(1, len(powers) // most)]
 
 
-def scenario_figures(loaded: report.Loaded, scenario: str) -> dict[str, Figure]:
+def scenario_figures(loaded: tables.Loaded, scenario: str) -> dict[str, Figure]:
     """Every figure the stored results of one scenario allow, by file name."""
     frame = loaded.frame[loaded.frame["scenario"] == scenario]
     if frame.empty:
@@ -382,5 +382,5 @@ def scenario_figures(loaded: report.Loaded, scenario: str) -> dict[str, Figure]:
     return figures
 
 
-def write_figures(loaded: report.Loaded, scenario: str, dest: str | Path) -> dict[str, list[Path]]:
+def write_figures(loaded: tables.Loaded, scenario: str, dest: str | Path) -> dict[str, list[Path]]:
     return {name: save(fig, Path(dest) / name) for name, fig in scenario_figures(loaded, scenario).items()}

@@ -1,76 +1,17 @@
-"""The `hywu-bench` command line: argument parsing, progress display and error messages; no science.
-
-Heavy imports (torch, avalanche) happen inside the commands, so `--help` and `--version` are instant.
-"""
+"""`hywu-bench run` (one strategy on one scenario) and `hywu-bench list` (every scenario and strategy)."""
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-import sys
-import warnings
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from hywu_bench import __version__
-from hywu_bench.errors import RunDiverged, UserError
-
-app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
-                  help="Continual-learning benchmarks for HY-WU against replay, EWC, LoRA and other baselines.")
+from hywu_bench.cli.common import Plugins, load_plugins, user_errors
+from hywu_bench.errors import UserError
 
 
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code)
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input ends in one line on stderr and exit code 2, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except UserError as err:
-            fail(str(err))
-        except RunDiverged as err:
-            fail(f"the run diverged: {err}", code=1)
-        except KeyboardInterrupt:
-            fail("interrupted; the results folder keeps only complete runs.", code=130)
-
-    return wrapper
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"hywu-bench {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
-) -> None:
-    """Continual-learning benchmarks for HY-WU against replay, EWC, LoRA and other baselines."""
-
-
-def _load_plugins(plugins: list[Path] | None) -> None:
-    from hywu_bench.registry import load_builtins, load_entry_points, load_plugin_file
-
-    load_builtins()
-    load_entry_points()
-    for plugin in plugins or []:
-        load_plugin_file(plugin)
-
-
-Plugins = Annotated[Optional[list[Path]], typer.Option("--plugin", help="A Python file that registers scenarios or strategies (repeatable).")]
-
-
-@app.command("run")
 @user_errors
 def run_command(
     scenario: Annotated[Optional[str], typer.Option(help="Scenario name (see `hywu-bench list`). [default: split-digits]")] = None,
@@ -95,9 +36,8 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; just the final table.")] = False,
 ) -> None:
     """Train one strategy on one scenario, experience by experience, and write its results."""
-    _load_plugins(plugin)
+    load_plugins(plugin)
     from hywu_bench.config import resolve_spec
-    from hywu_bench.runner import run
 
     if scenario_file is not None:
         if scenario is not None:
@@ -110,7 +50,8 @@ def run_command(
                  backbone=backbone, device=device, warm_start=warm_start, download=download or None,
                  data_root=str(data_root) if data_root else None, name=name)
     spec = resolve_spec(config_file=config, flags=flags, sets=set_)
-    from hywu_bench.progress import make_reporter
+    from hywu_bench.cli.progress import make_reporter
+    from hywu_bench.runner import run  # torch and Avalanche: only once the request is known to be valid
 
     record = run(spec, out, overwrite=overwrite, resume=resume, reporter=make_reporter(quiet))
     _print_summary(record)
@@ -138,11 +79,10 @@ def _print_summary(record: Any) -> None:
     typer.echo(f"results: {record.path}")
 
 
-@app.command("list")
 @user_errors
 def list_command(plugin: Plugins = None) -> None:
     """Every scenario and strategy: what it is, its settings and its options with defaults."""
-    _load_plugins(plugin)
+    load_plugins(plugin)
     from hywu_bench.registry import SCENARIOS, STRATEGIES
 
     for title, registry in (("Scenarios", SCENARIOS), ("Strategies", STRATEGIES)):
@@ -156,27 +96,3 @@ def list_command(plugin: Plugins = None) -> None:
             if options:
                 typer.echo("      options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
         typer.echo("")
-
-
-def _hide_library_warnings() -> None:
-    """Avalanche warns about its own internals (no loggers, deprecated calls) on every run, and its
-    deprecation decorator resets the warning filters, so warnings raised from its files are dropped here."""
-    show = warnings.showwarning
-
-    def filtered(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-        if "avalanche" not in str(filename) and category is not FutureWarning:
-            show(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = filtered
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _hide_library_warnings()
-    app()
-
-
-from hywu_bench import cli_results  # noqa: E402,F401  (compare, report, paper register on `app`)
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

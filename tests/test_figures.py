@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from hywu_bench import plots, report
+from hywu_bench import figures, tables
 
 STRATEGIES = ["naive", "joint", "replay", "ewc", "hywu"]
 T = 4
 
 
-def fabricated() -> report.Loaded:
-    """Long frames as `report.load` returns them: 5 methods x 2 seeds x 4 experiences, probes, projections."""
+def fabricated() -> tables.Loaded:
+    """Long frames as `tables.load` returns them: 5 methods x 2 seeds x 4 experiences, probes, projections."""
     rng = np.random.default_rng(0)
     rows, probes, points = [], [], []
     for k, strategy in enumerate(STRATEGIES):
@@ -40,19 +40,19 @@ def fabricated() -> report.Loaded:
             if strategy == "hywu":
                 points += [{"scenario": "toy", "strategy": strategy, "seed": seed, "exp": e,
                             "pc1": rng.normal(e, 0.3), "pc2": rng.normal(-e, 0.3)} for e in range(T) for _ in range(20)]
-    return report.Loaded(pd.DataFrame(rows), pd.DataFrame(probes), pd.DataFrame(points))
+    return tables.Loaded(pd.DataFrame(rows), pd.DataFrame(probes), pd.DataFrame(points))
 
 
 FIGURES = [
-    ("accuracy_matrices", lambda d: plots.accuracy_matrices(d.frame)),
-    ("accuracy_over_stream", lambda d: plots.accuracy_over_stream(d.frame)),
-    ("accuracy_vs_forgetting", lambda d: plots.accuracy_vs_forgetting(d.frame)),
-    ("forgetting_bars", lambda d: plots.forgetting_bars(d.frame)),
-    ("step_interference", lambda d: plots.step_interference(d.frame)),
-    ("accuracy_vs_memory", lambda d: plots.accuracy_vs_memory(d.frame)),
-    ("gradient_conflict", lambda d: plots.cosine_heatmaps(d.probes, "gradient_conflict")),
-    ("operator_separation", lambda d: plots.cosine_heatmaps(d.probes, "operator_separation")),
-    ("update_projection", lambda d: plots.update_projection(d.projections)),
+    ("accuracy_matrices", lambda d: figures.accuracy_matrices(d.frame)),
+    ("accuracy_over_stream", lambda d: figures.accuracy_over_stream(d.frame)),
+    ("accuracy_vs_forgetting", lambda d: figures.accuracy_vs_forgetting(d.frame)),
+    ("forgetting_bars", lambda d: figures.forgetting_bars(d.frame)),
+    ("step_interference", lambda d: figures.step_interference(d.frame)),
+    ("accuracy_vs_memory", lambda d: figures.accuracy_vs_memory(d.frame)),
+    ("gradient_conflict", lambda d: figures.cosine_heatmaps(d.probes, "gradient_conflict")),
+    ("operator_separation", lambda d: figures.cosine_heatmaps(d.probes, "operator_separation")),
+    ("update_projection", lambda d: figures.update_projection(d.projections)),
 ]
 
 
@@ -62,22 +62,22 @@ def test_every_figure_renders_on_fabricated_results(name: str, draw, tmp_path: P
     assert isinstance(fig, Figure)
     assert fig.axes and all(ax.get_title() or not ax.get_visible() for ax in fig.axes if ax.get_label() != "<colorbar>")
     formats = ("png", "pdf") if name == "accuracy_over_stream" else ("png",)  # PDF once: it is slow
-    paths = plots.save(fig, tmp_path / name, formats, dpi=60)
+    paths = figures.save(fig, tmp_path / name, formats, dpi=60)
     assert paths[0].stat().st_size > 2_000
     assert len(paths) == 1 or paths[1].read_bytes().startswith(b"%PDF")
 
 
 def test_scenario_figures_make_every_figure_the_data_allows() -> None:
-    names = set(plots.scenario_figures(fabricated(), "toy"))
+    names = set(figures.scenario_figures(fabricated(), "toy"))
     assert names == {n for n, _ in FIGURES} | {"gradient_conflict_updates"}
 
 
 def test_methods_keep_one_style_and_hywu_stands_out() -> None:
-    styles = plots.method_styles(STRATEGIES)
+    styles = figures.method_styles(STRATEGIES)
     assert list(styles)[-1] == "hywu" and styles["hywu"]["color"] == "#D55E00"
     assert len({(s["color"], s["marker"]) for s in styles.values()}) == len(STRATEGIES)
     assert styles["joint"]["linestyle"] == "--"  # references are dashed
-    many = plots.method_styles([f"m{k}" for k in range(12)])
+    many = figures.method_styles([f"m{k}" for k in range(12)])
     assert len({(s["color"], s["marker"]) for s in many.values()}) == 12
 
 
@@ -85,10 +85,10 @@ def test_a_frame_with_two_scenarios_needs_a_choice() -> None:
     data = fabricated()
     both = pd.concat([data.frame, data.frame.assign(scenario="other")])
     with pytest.raises(ValueError, match="2 scenarios"):
-        plots.accuracy_matrices(both)
-    assert isinstance(plots.accuracy_matrices(both, scenario="other"), Figure)
+        figures.accuracy_matrices(both)
+    assert isinstance(figures.accuracy_matrices(both, scenario="other"), Figure)
     with pytest.raises(ValueError, match="no results for scenario 'missing'"):
-        plots.forgetting_bars(both, scenario="missing")
+        figures.forgetting_bars(both, scenario="missing")
 
 
 def test_every_figure_renders_on_a_real_short_run(tmp_path: Path) -> None:
@@ -98,9 +98,9 @@ def test_every_figure_renders_on_a_real_short_run(tmp_path: Path) -> None:
     for strategy in ("naive", "joint"):  # a stream and an offline reference (final row only)
         run(resolve_spec(flags={"scenario": "split-digits", "strategy": strategy, "epochs": 1, "device": "cpu"}),
             tmp_path)
-    figures = plots.scenario_figures(report.load(tmp_path), "split-digits")
+    made = figures.scenario_figures(tables.load(tmp_path), "split-digits")
     # The runner stores interference probes with every run, so the gradient-conflict figure is drawn too.
-    assert set(figures) == {"accuracy_matrices", "accuracy_over_stream", "accuracy_vs_forgetting",
+    assert set(made) == {"accuracy_matrices", "accuracy_over_stream", "accuracy_vs_forgetting",
                             "forgetting_bars", "step_interference", "accuracy_vs_memory", "gradient_conflict"}
-    for name, fig in figures.items():
-        assert plots.save(fig, tmp_path / name, ("png",), dpi=40)[0].stat().st_size > 0
+    for name, fig in made.items():
+        assert figures.save(fig, tmp_path / name, ("png",), dpi=40)[0].stat().st_size > 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hywu_bench import interference, report, results
+from hywu_bench import interference, results, tables
 from hywu_bench.cli import app
 
 
@@ -30,7 +30,7 @@ def fabricate(out: Path, strategy: str, seed: int, R: list[list[float]], before:
                "trainable_parameters": 5000, "stored_memory_bytes": 2048, **(costs or {})}
     results.atomic_write_json(path / "metrics.json", metrics)
     if probe is not None:
-        interference.save(path / report.INTERFERENCE_FILE, probe)
+        interference.save(path / tables.INTERFERENCE_FILE, probe)
     results.atomic_write_text(path / results.COMPLETE, "now\n")
     return path
 
@@ -55,7 +55,7 @@ def store(tmp_path: Path) -> Path:
 
 
 def test_forgetting_table_equals_hand_computed_means_and_stds(store: Path) -> None:
-    table = report.forgetting_table(report.load(store).frame).loc["split-toy"]
+    table = tables.forgetting_table(tables.load(store).frame).loc["split-toy"]
     # naive: ACC 0.55 and 0.55; learning 0.85 and 0.65; BWT -0.6 and -0.2; FWT -0.05 and 0.05.
     assert table.at["naive", "acc_mean"] == pytest.approx(0.55)
     assert table.at["naive", "acc_std"] == pytest.approx(0.0, abs=1e-12)
@@ -79,10 +79,10 @@ def test_forgetting_table_equals_hand_computed_means_and_stds(store: Path) -> No
 
 
 def test_step_interference_and_its_summary(store: Path) -> None:
-    frame = report.load(store).frame
-    matrix = report.step_interference_table(frame).loc[("split-toy", "replay", 1, 0)]
+    frame = tables.load(store).frame
+    matrix = tables.step_interference_table(frame).loc[("split-toy", "replay", 1, 0)]
     assert matrix["mean"] == pytest.approx(np.mean([0.2, 0.1, 0.1]))  # R[0, 0] - R[1, 0] per seed
-    summary = report.step_interference_summary(frame).loc[("split-toy", "naive")]
+    summary = tables.step_interference_summary(frame).loc[("split-toy", "naive")]
     assert summary["max_interference_mean"] == pytest.approx(0.4)
 
 
@@ -90,7 +90,7 @@ def test_markdown_bolds_the_best_and_marks_references(tmp_path: Path) -> None:
     for (strategy, seed), R in RUNS.items():
         fabricate(tmp_path, strategy, seed, R, BEFORE)
     fabricate(tmp_path, "joint", 0, [[np.nan, np.nan], [0.95, 0.95]], BEFORE)
-    md = report.markdown(report.forgetting_table(report.load(tmp_path).frame))
+    md = tables.markdown(tables.forgetting_table(tables.load(tmp_path).frame))
     rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines()[2:]}
     assert "**80.0 ± 10.0**" in rows["replay"]  # best ACC among continual methods
     assert "55.0 ± 0.0" in rows["naive"] and "**55.0" not in rows["naive"]
@@ -100,7 +100,7 @@ def test_markdown_bolds_the_best_and_marks_references(tmp_path: Path) -> None:
 
 
 def test_latex_is_booktabs_with_math_cells(store: Path) -> None:
-    tex = report.latex(report.forgetting_table(report.load(store).frame), caption="Split 50% toy",
+    tex = tables.latex(tables.forgetting_table(tables.load(store).frame), caption="Split 50% toy",
                        label="tab:toy")
     lines = tex.splitlines()
     assert lines[0] == r"\begin{table}[t]" and lines[-1] == r"\end{table}"
@@ -118,7 +118,7 @@ def test_latex_is_booktabs_with_math_cells(store: Path) -> None:
 def test_latex_escapes_names_and_daggers_references(tmp_path: Path) -> None:
     fabricate(tmp_path, "my_method", 0, [[0.5, 0.0], [0.4, 0.6]], BEFORE)
     fabricate(tmp_path, "cumulative", 0, [[0.5, 0.0], [0.5, 0.6]], BEFORE)
-    tex = report.latex(report.forgetting_table(report.load(tmp_path).frame))
+    tex = tables.latex(tables.forgetting_table(tables.load(tmp_path).frame))
     assert r"my\_method & " in tex and r"cumulative$^\dagger$ & " in tex
 
 
@@ -129,13 +129,13 @@ def test_probe_tables_from_stored_interference(tmp_path: Path) -> None:
     fabricate(tmp_path, "hywu", 0, RUNS[("naive", 0)], BEFORE, probe=probe)
     fabricate(tmp_path, "hywu", 1, RUNS[("naive", 1)], BEFORE,
               probe={**probe, "gradient_conflict": [[1.0, -0.1], [-0.1, 1.0]]})
-    loaded = report.load(tmp_path)
-    summary = report.probe_summary(loaded.probes, "gradient_conflict").loc[("split-toy", "hywu")]
+    loaded = tables.load(tmp_path)
+    summary = tables.probe_summary(loaded.probes, "gradient_conflict").loc[("split-toy", "hywu")]
     assert summary["mean_cosine_mean"] == pytest.approx(-0.2)
     assert summary["negative_share_mean"] == pytest.approx(1.0)
     assert len(loaded.projections) == 4
-    tables = report.scenario_tables(loaded, "split-toy")
-    assert set(tables) == {"forgetting", "step_interference", "gradient_conflict", "operator_separation"}
+    made = tables.scenario_tables(loaded, "split-toy")
+    assert set(made) == {"forgetting", "step_interference", "gradient_conflict", "operator_separation"}
 
 
 def test_broken_and_unfinished_runs_are_skipped_by_name(store: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -144,7 +144,7 @@ def test_broken_and_unfinished_runs_are_skipped_by_name(store: Path, caplog: pyt
     unfinished = fabricate(store, "si", 0, RUNS[("naive", 0)], BEFORE)
     (unfinished / results.COMPLETE).unlink()
     with caplog.at_level(logging.WARNING):
-        loaded = report.load(store)
+        loaded = tables.load(store)
     assert sorted(loaded.frame["strategy"].unique()) == ["naive", "replay"]
     assert {p for p, _ in loaded.skipped} == {broken, unfinished}
     assert str(broken) in caplog.text and str(unfinished) in caplog.text
@@ -162,10 +162,10 @@ def test_one_scenarios_report_loads_and_warns_about_that_scenario_only(store: Pa
     other = fabricate(store, "naive", 0, RUNS[("naive", 0)], BEFORE, scenario="rotated-toy")
     (other / results.COMPLETE).unlink()
     with caplog.at_level(logging.WARNING):
-        loaded = report.load(store, ["split-toy"])
+        loaded = tables.load(store, ["split-toy"])
     assert set(loaded.frame["scenario"]) == {"split-toy"} and loaded.skipped == []
     assert str(other) not in caplog.text
-    assert report.load(store).skipped == [(other, "unfinished (no COMPLETE marker)")]
+    assert tables.load(store).skipped == [(other, "unfinished (no COMPLETE marker)")]
 
 
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:

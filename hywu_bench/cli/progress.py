@@ -1,12 +1,14 @@
-"""Progress display for the CLI: a bar over experiences and epochs on a terminal, plain lines otherwise."""
+"""Progress display for the CLI: a bar over experiences and epochs (one run) or over runs (a sweep) on a
+terminal, plain lines otherwise."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hywu_bench.runner import Reporter
+if TYPE_CHECKING:
+    from hywu_bench.runner import Reporter
 
 
 class QuietReporter:
@@ -62,7 +64,52 @@ class BarReporter:
         self.progress.stop()
 
 
-def make_reporter(quiet: bool) -> Reporter:
+def make_reporter(quiet: bool) -> "Reporter":
     if quiet:
         return QuietReporter()
     return BarReporter() if sys.stderr.isatty() else LineReporter()
+
+
+class GridProgress:
+    """Overall progress over runs: a rich bar on a terminal, one plain line per event otherwise."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), transient=True)
+            self.task = self.bar.add_task("runs", total=total)
+            self.bar.start()
+
+    def _line(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.console.print(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def started(self, spec: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"running {spec.run_name} seed {spec.seed} on {spec.scenario}")
+
+    def finished(self, outcome: Any) -> None:
+        self.done += 1
+        spec = outcome.spec
+        what = f"{spec.run_name} seed {spec.seed} on {spec.scenario}"
+        if not outcome.ok:
+            status = f"FAILED: {outcome.error}"
+        elif outcome.reused:
+            status = "skipped (already complete)"
+        else:
+            status = f"done in {outcome.seconds:.1f}s"
+        self._line(f"[{self.done}/{self.total}] {what}: {status}")
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,47 +1,17 @@
-"""The LoRA family on a frozen base: one shared adapter, one adapter per task (an oracle), and O-LoRA.
-
-Every method here wraps the backbone's adapter sites with the shared low-rank operator
-(`strategies.hywu.operator`), freezes the base after its warm start and trains static adapters plus the
-output head. What differs is how many adapters there are and which ones a forward pass uses:
-
-| name          | adapters                              | at test time                   | reference              |
-|---------------|---------------------------------------|--------------------------------|------------------------|
-| lora          | one, fine-tuned on every experience   | the one adapter                | Hu et al. 2021         |
-| lora-per-task | a new one per task label (ORACLE)     | chosen by the task label       |                        |
-| olora         | a new one per experience, orthogonal  | all summed, no task label      | Wang et al. 2023       |
-|               | to the earlier (frozen) ones          |                                |                        |
-
-- Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models" (lora_A kaiming-uniform,
-  lora_B zeros, scaling = alpha / rank, as huggingface/peft initialises them).
-- Wang et al. 2023, "Orthogonal Subspace Learning for Language Model Continual Learning" (O-LoRA):
-  loss + lambda * sum_{i < t} sum_{j,k} |A_i A_t^T|_{jk}, per site.
-
-The base is frozen when the strategy is built if the run used the shared warm start; otherwise it is
-trained (with the first adapter and the head) on the first experience and frozen after it. An
-experience trained for zero epochs (the warm-start experience) gets no new adapter in `lora-per-task`
-and `olora`: the base already learnt it, and an untrained adapter would only add memory (and, in
-O-LoRA, a random subspace that later adapters must avoid).
-
-An adapter is frozen when the next experience begins (so the runner's trainable-parameter count after an
-experience is what that experience trained). `stored_memory_bytes()` counts the state that grows with
-every experience: all per-experience adapters (and, in `hnet`, the task embeddings and the snapshots of
-the hypernetwork's outputs). The one shared adapter of `lora` is the learner itself, of fixed size, and
-counts as nothing, as the naive baseline's weights do.
-"""
+"""The LoRA family's models and templates (declared, with their options, in `strategies/lora/__init__.py`)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from hywu_bench.data import dataset_tensors
-from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 from hywu_bench.training import HarnessTemplate, TrainingSetup
-from strategies.hywu.operator import Factors, inject, site_shapes, use_factors
+from strategies.lora import LoRAOptions, OLoRAOptions
+from strategies.lowrank import Factors, inject, site_shapes, use_factors
 
 
 def site_key(name: str) -> str:
@@ -327,36 +297,6 @@ class LoRATemplate(HarnessTemplate):
         self.model.to(self.device)
 
 
-def check_options(rank: int, alpha: float, lr: float | None) -> None:
-    if rank < 1:
-        raise ValueError(f"rank must be >= 1 (got {rank})")
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0 (got {alpha})")
-    if lr is not None and lr <= 0:
-        raise ValueError(f"lr must be > 0 (got {lr})")
-
-
-@dataclass(frozen=True)
-class LoRAOptions:
-    rank: int = 8  # R of every adapter (peft's default)
-    alpha: float = 8.0  # scaling = alpha / rank (peft's default: 1)
-    sites: tuple[str, ...] = ()  # layer-name patterns to adapt; empty: the backbone's adapter_sites
-    lr: float | None = None  # learning rate of adapters and head; None: the run's
-
-    def __post_init__(self) -> None:
-        check_options(self.rank, self.alpha, self.lr)
-
-
-@dataclass(frozen=True)
-class OLoRAOptions(LoRAOptions):
-    lambda_orth: float = 0.5  # weight of the orthogonality loss (O-LoRA's lambda_1)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.lambda_orth < 0:
-            raise ValueError(f"lambda_orth must be >= 0 (got {self.lambda_orth})")
-
-
 def make_template(model: FrozenBase, setup: TrainingSetup, lr: float | None,
                   cls: type[LoRATemplate] = LoRATemplate) -> LoRATemplate:
     if setup.spec.warm_start:
@@ -364,22 +304,15 @@ def make_template(model: FrozenBase, setup: TrainingSetup, lr: float | None,
     return cls(model=model, optimizer=setup.optimizer(model.parameters(), lr), **setup.template_kwargs())
 
 
-@STRATEGIES.register("lora", help="one shared LoRA adapter on the frozen base, fine-tuned on every experience",
-                     settings=ALL_SETTINGS, options=LoRAOptions)
 def build_lora(model: nn.Module, setup: TrainingSetup, options: LoRAOptions) -> LoRATemplate:
     return make_template(SharedLoRAModel(model, options.sites, options.rank, options.alpha), setup, options.lr)
 
 
-@STRATEGIES.register("lora-per-task",
-                     help="ORACLE: a LoRA adapter per task, chosen by the task label at test time (task-incremental only)",
-                     settings=("task",), options=LoRAOptions)
 def build_lora_per_task(model: nn.Module, setup: TrainingSetup, options: LoRAOptions) -> LoRATemplate:
     """An oracle reference: it needs every test instance's task label to pick the adapter."""
     return make_template(PerTaskLoRAModel(model, options.sites, options.rank, options.alpha), setup, options.lr)
 
 
-@STRATEGIES.register("olora", help="O-LoRA: a new adapter per experience, orthogonal to earlier ones, all summed "
-                                   "(Wang et al. 2023)", settings=ALL_SETTINGS, options=OLoRAOptions)
 def build_olora(model: nn.Module, setup: TrainingSetup, options: OLoRAOptions) -> LoRATemplate:
     olora = OLoRAModel(model, options.sites, options.rank, options.alpha, options.lambda_orth)
     return make_template(olora, setup, options.lr)

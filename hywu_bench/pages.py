@@ -1,21 +1,15 @@
-"""The written report and the suites behind `hywu-bench paper`.
+"""The report's pages: every table and figure of a scenario, with a paragraph each, as Markdown.
 
 `render` writes every table and figure of each scenario into <out>/<scenario>/_report/ (with a README.md
-embedding them) and <out>/REPORT.md embedding all scenarios, one paragraph per table and figure.
-Suites (hywu_bench/suites/*.toml) declare, per scale, the scenarios, strategies, seeds and settings
-that `run_suite` compares (resumably) before rendering. Rendering imports no torch.
+embedding them) and <out>/REPORT.md embedding all scenarios. Rendering imports no torch.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from hywu_bench import report, results
-from hywu_bench.errors import UserError
-from hywu_bench.sweep import CompareResult, ExecutorOptions, Listener, grid, make_executor, run_specs
+from hywu_bench import results, tables
 
 
 REPORT_DIR = "_report"
@@ -66,18 +60,18 @@ def render(out: str | Path, scenarios: list[str] | None = None, write_index: boo
            title: str = "hywu-bench report", intro: str = "") -> Rendered:
     """Tables and figures of every (or the given) scenario into <out>/<scenario>/_report/, each with a
     README.md; with `write_index`, also <out>/REPORT.md embedding all of them."""
-    from hywu_bench import plots  # matplotlib only when something is drawn
+    from hywu_bench import figures  # matplotlib only when something is drawn
 
     out = Path(out)
-    loaded = report.load(out, scenarios)
+    loaded = tables.load(out, scenarios)
     present = list(dict.fromkeys(loaded.frame["scenario"]))
     rendered = Rendered(out, {}, loaded.skipped)
     sections = []
     for scenario in [s for s in (scenarios or present) if s in present]:  # the caller's order
         dest = out / scenario / REPORT_DIR
-        tables = report.write_tables(loaded, scenario, dest)
-        figures = plots.write_figures(loaded, scenario, dest)
-        rendered.scenarios[scenario] = {**tables, **{f"{k}_figure" if k in tables else k: v for k, v in figures.items()}}
+        written = tables.write_tables(loaded, scenario, dest)
+        drawn = figures.write_figures(loaded, scenario, dest)
+        rendered.scenarios[scenario] = {**written, **{f"{k}_figure" if k in written else k: v for k, v in drawn.items()}}
         section = scenario_markdown(loaded, scenario, rendered.scenarios[scenario], dest)
         results.atomic_write_text(dest / "README.md", f"# {scenario}\n\n" + section)
         sections.append((scenario, section))
@@ -87,12 +81,12 @@ def render(out: str | Path, scenarios: list[str] | None = None, write_index: boo
     return rendered
 
 
-def _facts(loaded: report.Loaded, scenario: str, name: str) -> str:
+def _facts(loaded: tables.Loaded, scenario: str, name: str) -> str:
     """One data-driven sentence for a table: who is best, how large the conflict is."""
     frame = loaded.frame[loaded.frame["scenario"] == scenario]
     if name == "forgetting":
-        per = report.run_metrics(frame)
-        ranked = per[~per["strategy"].isin(report.REFERENCES)].groupby("strategy")[["acc", "forgetting"]].mean()
+        per = tables.run_metrics(frame)
+        ranked = per[~per["strategy"].isin(tables.REFERENCES)].groupby("strategy")[["acc", "forgetting"]].mean()
         if ranked.empty:
             return ""
         best, least = ranked["acc"].idxmax(), ranked["forgetting"].idxmin()
@@ -106,18 +100,18 @@ def _facts(loaded: report.Loaded, scenario: str, name: str) -> str:
     return f"Most negative pair: {strategy}, experiences {i} and {j} (cosine {value:.2f})."
 
 
-def scenario_markdown(loaded: report.Loaded, scenario: str, files: dict[str, list[Path]], base: Path) -> str:
+def scenario_markdown(loaded: tables.Loaded, scenario: str, files: dict[str, list[Path]], base: Path) -> str:
     """One scenario's section: every table (Markdown inline, CSV and LaTeX linked) and figure, each with a paragraph."""
     seeds = sorted(loaded.frame.loc[loaded.frame["scenario"] == scenario, "seed"].unique())
     parts = [f"Seeds: {', '.join(map(str, seeds))}. Accuracies in percent; mean ± std over seeds.\n"]
     for name, paths in files.items():
         rel = [p.relative_to(base).as_posix() for p in paths]
         description = DESCRIPTIONS.get(name, "")
-        if name in report.TABLES:
+        if name in tables.TABLES:
             md = paths[1].read_text(encoding="utf-8")
             links = ", ".join(f"[{'matrix ' if '_matrix' in r else ''}{Path(r).suffix[1:].upper()}]({r})"
                               for r in rel if not r.endswith(".md"))
-            parts.append(f"### {report.TABLES[name][0]}\n\n{description} {_facts(loaded, scenario, name)}\n\n{md}\n"
+            parts.append(f"### {tables.TABLES[name][0]}\n\n{description} {_facts(loaded, scenario, name)}\n\n{md}\n"
                          f"Files: {links}.\n")
         else:
             png = next(r for r in rel if r.endswith(".png"))
@@ -128,7 +122,7 @@ def scenario_markdown(loaded: report.Loaded, scenario: str, files: dict[str, lis
     return "\n".join(parts)
 
 
-def index_markdown(loaded: report.Loaded, sections: list[tuple[str, str]], title: str, intro: str) -> str:
+def index_markdown(loaded: tables.Loaded, sections: list[tuple[str, str]], title: str, intro: str) -> str:
     lines = [f"# {title}\n"]
     if intro:
         lines.append(intro.strip() + "\n")
@@ -143,86 +137,3 @@ def index_markdown(loaded: report.Loaded, sections: list[tuple[str, str]], title
         section = section.replace("](", "](" + prefix).replace("](" + prefix + "#", "](#")
         lines.append(f"## {scenario}\n\n{section}")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Suites: the comparisons behind `hywu-bench paper`, declared in hywu_bench/suites/*.toml
-
-SUITES = Path(__file__).parent / "suites"
-
-
-@dataclass
-class SuiteEntry:
-    scenario: str
-    strategies: list[str]
-    seeds: list[int]
-    sets: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SuitePlan:
-    title: str
-    intro: str
-    workers: int
-    entries: list[SuiteEntry]
-    notes: list[str] = field(default_factory=list)  # what was left out, and why
-
-    @property
-    def n_runs(self) -> int:
-        return sum(len(e.strategies) * len(e.seeds) for e in self.entries)
-
-
-def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
-    """The entries of one scale of a suite file; strategies or scenarios not registered here are left out
-    with a note (so a suite can name methods that a checkout does not have yet)."""
-    from hywu_bench.config import load_toml
-    from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
-
-    load_builtins()
-    path = Path(path) if path else SUITES / "paper.toml"
-    data = load_toml(path)
-    scales = {k: v for k, v in data.items() if isinstance(v, dict)}
-    if scale not in scales:
-        raise UserError(f"suite '{path}' has no scale '{scale}'; it has: {', '.join(scales) or 'none'}.")
-    section = scales[scale]
-    plan = SuitePlan(data.get("title", "hywu-bench report"), section.get("intro", data.get("intro", "")),
-                     int(section.get("workers", 1)), [])
-    for k, item in enumerate(section.get("scenarios", [])):
-        where = f"{path}: {scale}.scenarios[{k}]"
-        unknown = sorted(set(item) - {"scenario", "strategies", "seeds", "set"})
-        if unknown or "scenario" not in item or "strategies" not in item:
-            raise UserError(f"{where}: needs 'scenario' and 'strategies' (and may have 'seeds', 'set'); "
-                            f"unknown keys: {', '.join(unknown) or 'none'}.")
-        if item["scenario"] not in SCENARIOS:
-            plan.notes.append(f"scenario '{item['scenario']}' is not registered here; left out")
-            continue
-        available = [s for s in item["strategies"] if s in STRATEGIES]
-        missing = [s for s in item["strategies"] if s not in STRATEGIES]
-        if missing:
-            plan.notes.append(f"{item['scenario']}: strategies {', '.join(missing)} are not registered here; left out")
-        plan.entries.append(SuiteEntry(item["scenario"], available, [int(s) for s in item.get("seeds", [0])],
-                                       [str(s) for s in item.get("set", [])]))
-    if not plan.entries:
-        raise UserError(f"suite '{path}' scale '{scale}' has no scenario that can run here.")
-    return plan
-
-
-def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, device: str | None = None,
-              overwrite: bool = False, plugins: Sequence[str | Path] = (), listener: Listener | None = None,
-              executor: ExecutorOptions | None = None) -> CompareResult:
-    """Every entry's missing runs (resumable), then all tables and figures and <out>/REPORT.md.
-
-    `executor` says where the runs execute (default: local, with `workers` or the suite's workers)."""
-    t0 = time.perf_counter()
-    out = Path(out)
-    options = executor or ExecutorOptions()
-    if options.kind == "local" and options.workers is None:
-        options = replace(options, workers=workers or plan.workers)
-    runner = make_executor(options, plugins)
-    results.check_writable(out)
-    specs = [spec for entry in plan.entries  # every grid is built (and checked) before anything runs
-             for spec in grid(entry.scenario, entry.strategies, entry.seeds, entry.sets, {"device": device})]
-    outcomes = run_specs(specs, out, runner, listener, overwrite)  # one submission for the whole suite
-    folders = list(dict.fromkeys(o.spec.scenario_label for o in outcomes))
-    rendered = render(out, folders, title=plan.title, intro=plan.intro)
-    return CompareResult(outcomes, rendered, time.perf_counter() - t0)
