@@ -14,7 +14,10 @@ default options (or the ones given with --set):
 
 Timings are medians over interleaved repeats (so both sides of a ratio see the same machine load), on
 one intra-op thread by default: at these sizes thread hand-offs dominate on a shared machine and make
-ratios unrepeatable (`--threads 0` keeps torch's default).
+ratios unrepeatable (`--threads 0` keeps torch's default). They are this process's CPU time
+(`time.process_time`), not wall time: on a shared machine the wall time of a call also counts the time
+other processes held the core, which has nothing to do with what the call costs (`--clock wall` for
+wall time).
 `infer_ratio_of_bare_operations` times the same inference on the MLP written as bare torch calls (no
 modules, hooks or checks): the part of `infer_ratio` that is arithmetic, the rest being per-call cost.
 The last three lines are the MLP's figures: `train_ratio X`, `infer_ratio Y`, `operator_speedup Z`.
@@ -40,6 +43,7 @@ from strategies.lowrank import LowRankLinear, use_factors
 from strategies.hywu.strategy import HYWUStrategy
 
 BATCH = 128
+CLOCK = time.process_time  # --clock wall: time.perf_counter
 N_ANCHORS = 1000  # 5 experiences x 200 anchors
 
 
@@ -50,9 +54,9 @@ def timed(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(CLOCK() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -189,7 +193,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="hywu option KEY=VALUE")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="time.process_time or perf_counter")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     load_builtins()

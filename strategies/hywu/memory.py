@@ -45,6 +45,32 @@ def decode(v: Tensor, scale: Tensor | None) -> Tensor:
     return v.float() if v.is_floating_point() else v
 
 
+@torch.no_grad()
+def herding(features: Tensor, labels: Tensor, k: int) -> Tensor:
+    """Indices of k instances chosen by herding per class (Welling 2009; Rebuffi et al. 2017, iCaRL): each
+    class gets a share of k by its frequency, filled greedily so that the running mean of the chosen
+    (normalised) features stays closest to the class mean."""
+    f = torch.nn.functional.normalize(features.flatten(1).float(), dim=1).cpu()  # (N, D)
+    labels = labels.cpu()
+    classes, counts = labels.unique(return_counts=True)
+    quota = (counts.double() * min(k, len(labels)) / len(labels)).floor().long()
+    for i in torch.argsort(counts, descending=True)[:min(k, len(labels)) - int(quota.sum())]:
+        quota[i] += 1  # the remainder to the largest classes
+    chosen = []
+    for c, q in zip(classes.tolist(), quota.tolist()):
+        index = (labels == c).nonzero().squeeze(1)
+        fc = f[index]
+        mu, total = fc.mean(0), torch.zeros_like(fc[0])
+        free = torch.ones(len(index), dtype=torch.bool)
+        for step in range(min(q, len(index))):
+            gap = ((mu - (total + fc) / (step + 1)) ** 2).sum(1).masked_fill(~free, float("inf"))  # (n_c,)
+            best = int(gap.argmin())
+            chosen.append(int(index[best]))
+            free[best] = False
+            total += fc[best]
+    return torch.tensor(chosen, dtype=torch.long)
+
+
 class FunctionalMemory:
     def __init__(self, anchor_dtype: AnchorDtype = "float32", snapshot_dtype: SnapshotDtype = "float32") -> None:
         if anchor_dtype not in ANCHOR_DTYPES or snapshot_dtype not in SNAPSHOT_DTYPES:

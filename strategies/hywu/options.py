@@ -42,6 +42,7 @@ class HYWUOptions:
     condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
     condition_layer: str = "auto"  # base layer read by `features`; auto: the first candidate layer
     anchors_per_experience: int = 200  # condition anchors kept from each experience
+    anchor_selection: Literal["random", "herding"] = "random"  # herding: per class, near the class mean
     anchors_per_step: int = 64  # anchors drawn for rehearsal and the regulariser at every step
     rehearsal: float = 1.0  # weight of the anchors' cross-entropy, run through the model where it can be
     beta: float = 3.0  # weight of the regulariser on the anchors' generated updates
@@ -60,6 +61,8 @@ class HYWUOptions:
                    f"hidden must be >= 1 (got {self.hidden}); only the bank generator takes 0 (a linear router)"),
                   (self.anchors_per_experience >= 0, "anchors_per_experience must be >= 0"),
                   (self.anchors_per_step >= 1, "anchors_per_step must be >= 1"),
+                  (self.anchor_selection in ("random", "herding"),
+                   f"anchor_selection must be random or herding (got {self.anchor_selection!r})"),
                   (self.rehearsal >= 0, f"rehearsal must be >= 0 (got {self.rehearsal})"),
                   (self.beta >= 0, f"beta must be >= 0 (got {self.beta})"),
                   (self.anchor_dtype in ANCHOR_DTYPES,

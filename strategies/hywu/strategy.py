@@ -47,13 +47,14 @@ from hywu_bench.data import dataset_tensors
 from hywu_bench.errors import UserError
 from hywu_bench.training import HarnessTemplate, TrainingSetup
 from strategies.hywu.generator import GeneratorConfig, delta_gram, slice_factors
-from strategies.hywu.memory import FunctionalMemory
+from strategies.hywu.memory import FunctionalMemory, herding
 from strategies.hywu.model import HYWUModel
 from strategies.hywu.options import HYWUOptions
 
 __all__ = ["HYWUOptions", "HYWUStrategy", "build_hywu", "resolve_condition"]
 
 log = logging.getLogger(__name__)
+HERDING_POOL = 4000  # instances of an experience herding chooses its anchors from
 
 
 def resolve_condition(options: HYWUOptions, condition_dim: int) -> str:
@@ -195,17 +196,23 @@ class HYWUStrategy(HarnessTemplate):
 
     @torch.no_grad()
     def store_anchors(self, experience: Any) -> None:
-        """Keep `anchors_per_experience` condition anchors of the experience's training data, and their labels."""
+        """Keep `anchors_per_experience` condition anchors of the experience's training data, and their labels:
+        a random sample, or (`anchor_selection="herding"`) chosen by herding from a larger random pool."""
         k = self.options.anchors_per_experience
         if k == 0:
             return
-        x, y, token, t = _sample(experience.dataset, k)
-        raw = []
+        herd = self.options.anchor_selection == "herding"
+        x, y, token, t = _sample(experience.dataset, HERDING_POOL if herd else k)
+        parts = []
         for chunk in torch.arange(x.shape[0]).split(self.eval_mb_size):
-            raw.append(self.model.condition_raw(x[chunk].to(self.device),
-                                                None if token is None else token[chunk].to(self.device),
-                                                t[chunk].to(self.device)))
-        self.memory.add({key: torch.cat([r[key] for r in raw]) for key in raw[0]}, labels=y)
+            parts.append(self.model.condition_raw(x[chunk].to(self.device),
+                                                  None if token is None else token[chunk].to(self.device),
+                                                  t[chunk].to(self.device)))
+        raw = {key: torch.cat([r[key] for r in parts]) for key in parts[0]}
+        if herd and "features" in raw:
+            keep = herding(raw["features"], y, k)
+            raw, y = {key: v[keep.to(v.device)] for key, v in raw.items()}, y[keep]
+        self.memory.add(raw, labels=y)
 
     @torch.no_grad()
     def snapshot(self) -> None:
