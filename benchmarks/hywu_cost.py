@@ -12,7 +12,8 @@ default options (or the ones given with --set):
   the tests compare against); the line before it gives the speedup over a loop through the same factored
   operator one instance at a time (batching alone, no merging).
 
-Timings are medians over interleaved repeats (so both sides of a ratio see the same machine load), on
+Timings are the fastest of interleaved repeats (as `timeit` advises: slower repeats measure other load,
+not the code; interleaving lets both sides of a ratio see the same machine), on
 one intra-op thread by default: at these sizes thread hand-offs dominate on a shared machine and make
 ratios unrepeatable (`--threads 0` keeps torch's default). They are this process's CPU time
 (`time.process_time`), not wall time: on a shared machine the wall time of a call also counts the time
@@ -28,7 +29,6 @@ The last three lines are the MLP's figures: `train_ratio X`, `infer_ratio Y`, `o
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from typing import Callable
 
@@ -48,7 +48,7 @@ N_ANCHORS = 1000  # 5 experiences x 200 anchors
 
 
 def timed(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved."""
+    """Seconds per call of each function, the fastest of `repeats` interleaved calls."""
     for fn in fns.values():  # warm-up
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -57,7 +57,7 @@ def timed(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
             t0 = CLOCK()
             fn()
             times[name].append(CLOCK() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: min(v) for k, v in times.items()}
 
 
 def build_strategy(backbone: str, overrides: dict) -> tuple[torch.nn.Module, HYWUStrategy]:
