@@ -1,12 +1,15 @@
 """What HY-WU costs against the plain backbone, measured in one process on random data.
 
-For a batch of 128 on the MLP (784-256-256-10, 28x28 inputs) and the small CNN, with the strategy's
-default options (or the ones given with --set):
+On the MLP (784-256-256-10, 28x28 inputs) and the small CNN, with the strategy's default options (or the
+ones given with --set), training steps on a batch of 128, inference on the harness's evaluation batch
+(`RunSpec.eval_batch_size`, 1,024: what `hywu-bench run` evaluates with; `--eval-batch`) and on 128:
 
 - train_ratio: one HY-WU training step (forward with generated per-instance updates, cross-entropy plus
-  the functional-memory regulariser on `anchors_per_step` of 1,000 stored anchors, backward, Adam step)
-  over one naive step (forward, backward, SGD step on the whole backbone);
-- infer_ratio: HY-WU inference (condition, generator, adapted forward) over the base model's forward;
+  the functional memory on `anchors_per_step` of 1,000 stored anchors: rehearsal through the model, or
+  the regulariser where the model cannot rehearse; backward, Adam step) over one naive step (forward,
+  backward, SGD step on the whole backbone);
+- infer_ratio: HY-WU inference (condition, generator, adapted forward) over the base model's forward, at
+  the evaluation batch (`infer_ratio_at_batch_128` before it);
 - operator_speedup: the batched per-instance low-rank Linear (fc1 of the MLP, rank 4) over a Python loop
   that sends each instance through a Linear with its own merged weight W + scaling B_i A_i (the reference
   the tests compare against); the line before it gives the speedup over a loop through the same factored
@@ -35,7 +38,7 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from hywu_bench.config import parse_set
+from hywu_bench.config import RunSpec, parse_set
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import STRATEGIES, load_builtins
 from hywu_bench.training import quiet_evaluator
@@ -74,10 +77,12 @@ def build_strategy(backbone: str, overrides: dict) -> tuple[torch.nn.Module, HYW
     return naive, strategy
 
 
-def step_costs(backbone: str, overrides: dict, repeats: int) -> tuple[float, float]:
+def step_costs(backbone: str, overrides: dict, repeats: int, eval_batch: int) -> tuple[float, float, float]:
+    """(train ratio at BATCH, infer ratio at BATCH, infer ratio at `eval_batch`)."""
     naive, strategy = build_strategy(backbone, overrides)
     x, y = torch.rand(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
     t = torch.zeros(BATCH, dtype=torch.long)
+    x_eval = torch.rand(eval_batch, 1, 28, 28)
     sgd = torch.optim.SGD(naive.parameters(), lr=0.01)
     hywu = strategy.model
 
@@ -94,19 +99,15 @@ def step_costs(backbone: str, overrides: dict, repeats: int) -> tuple[float, flo
         strategy.criterion().backward()
         strategy.optimizer.step()
 
-    def naive_infer() -> None:
-        with torch.no_grad():
-            naive(x)
-
-    def hywu_infer() -> None:
-        with torch.no_grad():
-            hywu(x, task=t)
+    @torch.no_grad()
+    def infer_ratio(inputs: torch.Tensor, n: int) -> float:
+        times = timed({"naive": lambda: naive(inputs), "hywu": lambda: hywu(inputs)}, n)
+        return times["hywu"] / times["naive"]
 
     naive.train(), hywu.train()
     train = timed({"naive": naive_step, "hywu": hywu_step}, repeats)
     naive.eval(), hywu.eval()
-    infer = timed({"naive": naive_infer, "hywu": hywu_infer}, repeats)
-    return train["hywu"] / train["naive"], infer["hywu"] / infer["naive"]
+    return train["hywu"] / train["naive"], infer_ratio(x, repeats), infer_ratio(x_eval, max(5, repeats // 3))
 
 
 def mlp_floor(repeats: int, overrides: dict) -> float | None:
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="hywu option KEY=VALUE")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="time.process_time or perf_counter")
+    parser.add_argument("--eval-batch", type=int, default=RunSpec.eval_batch_size, help="inference batch")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -203,17 +205,19 @@ def main() -> None:
     overrides = dict(parse_set(args.sets))
     torch.manual_seed(0)
     print(f"hywu options: {vars(STRATEGIES.options('hywu', overrides))}")
-    cnn_train, cnn_infer = step_costs("cnn", overrides, args.repeats)
+    cnn_train, cnn_infer_128, cnn_infer = step_costs("cnn", overrides, args.repeats, args.eval_batch)
     print(f"cnn train_ratio {cnn_train:.2f}")
+    print(f"cnn infer_ratio_at_batch_128 {cnn_infer_128:.2f}")
     print(f"cnn infer_ratio {cnn_infer:.2f}")
     floor = mlp_floor(args.repeats, overrides)
     if floor is not None:
         print(f"infer_ratio_of_bare_operations {floor:.2f}")
-    mlp_train, mlp_infer = step_costs("mlp", overrides, args.repeats)
+    mlp_train, mlp_infer_128, mlp_infer = step_costs("mlp", overrides, args.repeats, args.eval_batch)
     merged, factored = operator_speedups(args.repeats)
     print(f"operator_speedup_vs_factored_loop {factored:.1f}")
+    print(f"infer_ratio_at_batch_128 {mlp_infer_128:.2f}")
     print(f"train_ratio {mlp_train:.2f}")
-    print(f"infer_ratio {mlp_infer:.2f}")
+    print(f"infer_ratio {mlp_infer:.2f}  (batch {args.eval_batch})")
     print(f"operator_speedup {merged:.1f}")
 
 

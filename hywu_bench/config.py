@@ -50,6 +50,8 @@ class RunSpec:
     name: str | None = None  # run folder name; default: the strategy name
     validation: float = 0.0  # > 0: hold out this fraction of each experience's training data and evaluate
     # on it instead of the test split (for choosing hyperparameters); results go to <scenario>-validation
+    memory_budget: int | None = None  # bytes of stored memory (`--set memory_budget=1.4MiB`) that size the
+    # strategy's buffer or anchors (hywu_bench.memory); None: the strategy's own options
     scenario_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +65,8 @@ class RunSpec:
             (0 <= self.validation < 1, f"validation must be a fraction in [0, 1) (got {self.validation})"),
             (self.eval_batch_size > 0, f"eval_batch_size must be > 0 (got {self.eval_batch_size})"),
             (bool(_DEVICE.match(self.device)), f"unknown device '{self.device}'; use auto, cpu, cuda or cuda:K"),
+            (self.memory_budget is None or self.memory_budget > 0,
+             f"memory_budget must be > 0 bytes (got {self.memory_budget})"),
             (self.name is None or re.fullmatch(r"[A-Za-z0-9_.+-]+", self.name) is not None,
              f"name '{self.name}' may only contain letters, digits and _ . + -"),
         ]
@@ -112,12 +116,21 @@ class RunSpec:
                 f"Valid keys: {', '.join(sorted(valid))}."
             )
         hints = _hints()
-        values = {k: coerce(v, hints[k], f"{source}: {k}") for k, v in data.items()}
+        values = {k: coerce(_sizes(k, v), hints[k], f"{source}: {k}") for k, v in data.items()}
         return cls(**values)
 
     def with_updates(self, **changes: Any) -> "RunSpec":
         hints = _hints()
-        return dataclasses.replace(self, **{k: coerce(v, hints[k], k) for k, v in changes.items()})
+        return dataclasses.replace(self, **{k: coerce(_sizes(k, v), hints[k], k) for k, v in changes.items()})
+
+
+def _sizes(key: str, value: Any) -> Any:
+    """memory_budget as bytes, from `1468006` or `"1.4MiB"`."""
+    if key != "memory_budget" or value is None:
+        return value
+    from hywu_bench.memory import parse_bytes
+
+    return parse_bytes(value)
 
 
 def _hints() -> dict[str, Any]:
@@ -183,6 +196,9 @@ def resolve_spec(
     # Validate the names and options now, before any data is loaded or any model is built.
     SCENARIOS.options(spec.scenario, spec.scenario_options)
     STRATEGIES.options(spec.strategy, spec.strategy_options)
+    from hywu_bench.memory import check_budget_request
+
+    check_budget_request(STRATEGIES.get(spec.strategy), spec.memory_budget, spec.strategy_options)
     return spec
 
 

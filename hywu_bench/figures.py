@@ -6,12 +6,15 @@ with the Agg canvas when saved. No torch import.
 Style: one palette for methods throughout (Okabe & Ito 2008, safe for the common colour-vision
 deficiencies), each method also with its own marker so print in grey stays readable; viridis for
 accuracies and a diverging blue-red map centred on zero for signed quantities (cosines, interference).
-Means over seeds with +-1 std error bars or bands.
+Points and bars: means over seeds with their 95% confidence interval (Student t, `stats.mean_ci`) as error
+bars; bands over the stream: +-1 std. References (joint, cumulative) and oracles are found from their role
+in the strategy registry (`ranking`), never by name.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hywu_bench import tables
+from hywu_bench import ranking, stats, tables
 
 # Okabe-Ito: orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple, black.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
@@ -50,18 +53,22 @@ def styled(function: Callable[..., Figure]) -> Callable[..., Figure]:
     return wrapper
 
 
-def method_styles(names: Any) -> dict[str, dict[str, Any]]:
-    """A colour and marker per method, stable for a given set of methods (in report order)."""
-    ordered = [n for n in tables.order_strategies(names) if n != HIGHLIGHT]
-    methods = [n for n in ordered if n not in tables.REFERENCES]
+def method_styles(names: Any, info: dict[str, ranking.Method] | None = None) -> dict[str, dict[str, Any]]:
+    """A colour and marker per method, stable for a given set of methods (in report order); references and
+    oracles (their registry role, or `info`'s) in dashed greys."""
+    names = list(dict.fromkeys(names))
+    info = {**ranking.methods(names), **(info or {})}
+    ordered = [n for n in tables.order_strategies(names, info) if n != HIGHLIGHT]
+    methods = [n for n in ordered if info[n].ranked]
+    bounds = [n for n in ordered if not info[n].ranked]
     out = {}
     for k, name in enumerate(ordered):
-        if name in tables.REFERENCES:
-            colour = REFERENCE_COLOURS[tables.REFERENCES.index(name) % len(REFERENCE_COLOURS)]
+        if not info[name].ranked:
+            colour = REFERENCE_COLOURS[bounds.index(name) % len(REFERENCE_COLOURS)]
         else:  # beyond ten methods colours repeat, but never with the same marker
             colour = METHOD_COLOURS[methods.index(name) % len(METHOD_COLOURS)]
         out[name] = {"color": colour, "marker": MARKERS[k % len(MARKERS)],
-                     "linestyle": "--" if name in tables.REFERENCES else "-", "zorder": 3, "linewidth": 1.3}
+                     "linestyle": "-" if info[name].ranked else "--", "zorder": 3, "linewidth": 1.3}
     if HIGHLIGHT in set(names):  # vermillion, thick, on top and last in legends
         out[HIGHLIGHT] = {"color": "#D55E00", "marker": "*", "linestyle": "-", "zorder": 5, "linewidth": 2.2}
     return out
@@ -167,7 +174,7 @@ def accuracy_over_stream(frame: pd.DataFrame, scenario: str | None = None) -> Fi
     frame, scenario = _one_scenario(frame, scenario)
     T = int(frame["exp"].max()) + 1
     labels = _exp_labels(frame)
-    styles = method_styles(frame["strategy"])
+    styles = method_styles(frame["strategy"], ranking.frame_methods(frame))
     frame = frame[frame["exp"] <= frame["after"]]  # before it is learnt, an experience's accuracy is noise here
     seen = frame.groupby(tables.KEYS + ["after"], as_index=False)["acc"].mean()
     panels = [("average over seen", seen, None)] + [
@@ -202,10 +209,10 @@ def _per_run(frame: pd.DataFrame) -> pd.DataFrame:
 
 @styled
 def accuracy_vs_forgetting(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
-    """Final average accuracy against average max-forgetting, mean +-1 std over seeds (up and left is better)."""
+    """Final average accuracy against average max-forgetting, mean and 95% CI over seeds (up and left is better)."""
     frame, scenario = _one_scenario(frame, scenario)
     runs = _per_run(frame)
-    styles = method_styles(runs["strategy"])
+    styles = method_styles(runs["strategy"], ranking.frame_methods(runs))
     fig = Figure(figsize=(4.6, 3.4), layout="constrained")
     ax = fig.subplots()
     for name, style in styles.items():
@@ -214,27 +221,37 @@ def accuracy_vs_forgetting(frame: pd.DataFrame, scenario: str | None = None) -> 
         if forg.isna().all():  # offline references (joint) have no forgetting: a horizontal line
             ax.axhline(acc.mean(), color=style["color"], linestyle="--", linewidth=1, label=f"{name} (no stream)")
             continue
-        ax.errorbar(forg.mean(), acc.mean(), xerr=_sd(forg), yerr=_sd(acc), color=style["color"],
+        ax.errorbar(forg.mean(), acc.mean(), xerr=_ci(forg), yerr=_ci(acc), color=style["color"],
                     marker=style["marker"], markersize=7 if name == HIGHLIGHT else 6, capsize=2, linestyle="none",
                     label=name, zorder=style["zorder"], alpha=0.9)
     ax.set_xlabel("average max-forgetting (%), lower is better")
     ax.set_ylabel("final average accuracy (%)")
+    _within(ax.set_xlim, ax.get_xlim(), -100, 100)
+    _within(ax.set_ylim, ax.get_ylim(), 0, 100)
     ax.set_title(f"Accuracy vs forgetting on {scenario}")
     fig.legend(loc="outside right center", frameon=False)
     return fig
 
 
-def _sd(values: pd.Series) -> float:
-    sd = values.std(ddof=1)
-    return 0.0 if pd.isna(sd) else float(sd)
+def _within(setter: Callable[..., Any], limits: tuple[float, float], low: float, high: float) -> None:
+    """Keep an axis inside a metric's possible range (a t interval over 2-3 seeds easily leaves it)."""
+    margin = 0.03 * (high - low)
+    setter(max(limits[0], low - margin), min(limits[1], high + margin))
+
+
+def _ci(values: pd.Series) -> float:
+    """Half-width of the 95% confidence interval of the mean (0 with fewer than two values)."""
+    half = stats.mean_ci(values.to_numpy(dtype=float)).half_width
+    return 0.0 if math.isnan(half) else half
 
 
 @styled
 def forgetting_bars(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
-    """Average max-forgetting per method: bars at the mean, +-1 std error bars, one dot per seed."""
+    """Average max-forgetting per method: bars at the mean, 95% CI error bars, one dot per seed."""
     frame, scenario = _one_scenario(frame, scenario)
     runs = _per_run(frame)
-    styles = method_styles(runs["strategy"])
+    info = ranking.frame_methods(runs)
+    styles = method_styles(runs["strategy"], info)
     fig = Figure(figsize=(max(3.2, 0.5 * len(styles) + 1.2), 3.0), layout="constrained")
     ax = fig.subplots()
     for x, (name, style) in enumerate(styles.items()):
@@ -242,13 +259,14 @@ def forgetting_bars(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
         if values.empty:
             ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=7, color="grey")
             continue
-        ax.bar(x, values.mean(), color=style["color"], alpha=0.85, yerr=_sd(values), capsize=3, width=0.7,
-               hatch="//" if name in tables.REFERENCES else None, edgecolor="black", linewidth=0.5,
+        ax.bar(x, values.mean(), color=style["color"], alpha=0.85, yerr=_ci(values), capsize=3, width=0.7,
+               hatch=None if info[name].ranked else "//", edgecolor="black", linewidth=0.5,
                error_kw={"ecolor": "#777777", "elinewidth": 1.2})  # grey: visible on dark bars too
         ax.scatter(np.full(len(values), x) + np.linspace(-0.15, 0.15, len(values)), values, s=12, color="black",
                    edgecolors="white", linewidths=0.6, zorder=4)
     ax.set_xticks(range(len(styles)), list(styles), rotation=45, ha="right")
     ax.set_ylabel("average max-forgetting (%)")
+    _within(ax.set_ylim, ax.get_ylim(), -100, 100)
     ax.set_title(f"Forgetting on {scenario} (lower is better)")
     ax.grid(axis="x", visible=False)
     return fig
@@ -291,12 +309,31 @@ def cosine_heatmaps(probes: pd.DataFrame, kind: str = "gradient_conflict", scena
     return fig
 
 
+STATIC_VARIANCE = 1e-12  # projected updates spread less than this (std ~1e-6): the same update for everyone
+
+
+def static_updates(projections: pd.DataFrame) -> list[str]:
+    """Methods whose generated updates do not vary between instances (one shared adapter, as LoRA's): on
+    every seed the total variance of their projected points is below STATIC_VARIANCE, so a PCA of them
+    would only show floating-point noise (about 1e-20 for LoRA, against about 0.2 for HY-WU)."""
+    static = []
+    for name, sub in projections.groupby("strategy", sort=False):
+        spread = sub.groupby("seed")[["pc1", "pc2"]].var(ddof=0).sum(axis=1)
+        if (spread.fillna(0.0) < STATIC_VARIANCE).all():
+            static.append(name)
+    return static
+
+
 @styled
 def update_projection(projections: pd.DataFrame, scenario: str | None = None,
                       labels: list[str] | None = None) -> Figure:
-    """Generated updates projected on their first two principal components, coloured by experience (one seed)."""
+    """Generated updates projected on their first two principal components, coloured by experience (one
+    seed); methods whose updates are static (`static_updates`) get no panel."""
     sub, scenario = _one_scenario(projections, scenario)
-    methods = tables.order_strategies(sub["strategy"])
+    static = set(static_updates(sub))
+    methods = [n for n in tables.order_strategies(sub["strategy"]) if n not in static]
+    if not methods:
+        raise ValueError(f"every method's generated updates are static on {scenario} ({', '.join(sorted(static))})")
     fig, axes = _grid(len(methods), ncols=3, panel=2.2)
     experiences = sorted(sub["exp"].unique())
     for ax, name in zip(axes, methods):
@@ -317,33 +354,133 @@ def update_projection(projections: pd.DataFrame, scenario: str | None = None,
     return fig
 
 
-@styled
-def accuracy_vs_memory(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
-    """Final average accuracy against the bytes a method stores between experiences (log scale; 0 at the left)."""
-    frame, scenario = _one_scenario(frame, scenario)
-    runs = _per_run(frame)
-    styles = method_styles(runs["strategy"])
+# ---------------------------------------------------------------------------------------------------
+# Accuracy against memory: rehearsal frontiers and methods as points
+
+
+def _variant_labels(names: list[str], runs: pd.DataFrame, base: str) -> tuple[str, dict[str, str]]:
+    """What tells a base's variants apart, for the legend and per point: the one option that differs
+    ("mem_size", then "500" at a point), several ("mem_size=500, k=2"), else the run name without its base;
+    "(over)"/"(under)" when a seed missed its memory budget."""
+    options = {}
+    for name in names:
+        stored = runs.loc[runs["strategy"] == name, "options"].dropna() if "options" in runs else pd.Series()
+        options[name] = json.loads(stored.iloc[0]) if len(stored) else {}
+    keys = sorted({k for o in options.values() for k in o})
+    differ = [k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in options.values()}) > 1]
+    out = {}
+    for name in names:
+        if len(differ) == 1:
+            text = str(options[name].get(differ[0]))
+        else:
+            text = ", ".join(f"{k}={options[name].get(k)}" for k in differ) or name.removeprefix(base + "-") or name
+        status = ranking.budget_status(runs.loc[runs["strategy"] == name, "budget_status"]) if "budget_status" in runs else ""
+        out[name] = text + (f" ({status.split()[0]})" if status.startswith(("over", "under")) else "")
+    return (f"{base}, by {differ[0]}" if len(differ) == 1 else f"{base} ({len(names)} sizes)"), out
+
+
+def _memory_layout(runs: pd.DataFrame) -> tuple[dict[str, list[str]], list[str], dict[str, ranking.Method]]:
+    """(frontier base -> its variants by bytes, the display keys in order, Methods). A base whose ranked
+    variants (two or more) store different numbers of bytes is a frontier; every other run name a point."""
+    info = ranking.frame_methods(runs)
+    names = tables.order_strategies(runs["strategy"], info)
     memory = runs.groupby("strategy")["stored_memory_bytes"].mean()
-    nonzero = memory[memory > 0]
-    floor = 10 ** (math.floor(math.log10(nonzero.min())) - 1) if len(nonzero) else 1.0
-    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
-    ax = fig.subplots()
-    for name, style in styles.items():
-        acc = 100 * runs.loc[runs["strategy"] == name, "acc"]
-        x = memory.get(name, np.nan)
-        x = floor if not (x > 0) else x
-        ax.errorbar(x, acc.mean(), yerr=_sd(acc), color=style["color"], marker=style["marker"], markersize=6,
-                    capsize=2, linestyle="none", label=name, zorder=style["zorder"])
+    frontiers = {}
+    for base in dict.fromkeys(info[n].base for n in names):
+        group = [n for n in names if info[n].base == base and info[n].role != "reference"]
+        if len(group) >= 2 and memory[group].nunique() >= 2:
+            frontiers[base] = sorted(group, key=lambda n: (memory[n], n))
+    keys = list(dict.fromkeys(info[n].base if info[n].base in frontiers else n for n in names))
+    return frontiers, keys, {**ranking.methods(keys), **info}
+
+
+LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.75, "linewidth": 0}
+
+
+def _memory_panel(ax: Any, runs: pd.DataFrame, styles: dict[str, dict[str, Any]], most_ticks: int = 5) -> None:
+    """One scenario's frontiers (lines), points and references (dashed lines with their CI band)."""
+    frontiers, keys, info = _memory_layout(runs)
+    per_name = {name: (sub["stored_memory_bytes"].mean(), stats.mean_ci(100 * sub["acc"].to_numpy(dtype=float)))
+                for name, sub in runs.groupby("strategy", sort=False)}
+    nonzero = [x for x, _ in per_name.values() if x > 0]
+    floor = 10 ** (math.floor(math.log10(min(nonzero))) - 1) if nonzero else 1.0
+    err = lambda ci: 0.0 if math.isnan(ci.half_width) else ci.half_width
+    for key in keys:
+        style = styles[key]
+        members = frontiers.get(key, [key])
+        xs = [per_name[n][0] if per_name[n][0] > 0 else floor for n in members]
+        cis = [per_name[n][1] for n in members]
+        mark = ranking.MARKS[info[key].role]
+        if info[key].role == "reference":  # trained offline on everything: a bound, not a point on the axis
+            ax.axhline(cis[0].mean, color=style["color"], linestyle="--", linewidth=1, label=f"{key}{mark} (bound)")
+            if not math.isnan(cis[0].lo):
+                ax.axhspan(cis[0].lo, cis[0].hi, color=style["color"], alpha=0.08, linewidth=0)
+            continue
+        legend, texts = _variant_labels(members, runs, key) if key in frontiers else (key + mark, {})
+        ax.errorbar(xs, [c.mean for c in cis], yerr=[err(c) for c in cis], color=style["color"],
+                    marker=style["marker"], markersize=6 if key != HIGHLIGHT else 8, capsize=2, label=legend,
+                    linestyle="-" if key in frontiers else "none", linewidth=style["linewidth"],
+                    zorder=style["zorder"], mfc="white" if info[key].role == "oracle" else style["color"])
+        for k, (name, x, ci) in enumerate(zip(members, xs, cis)):
+            if name in texts:  # alternately below and above: neighbours on a frontier do not collide
+                ax.annotate(texts[name], (x, ci.mean), xytext=(5, 4 if k % 2 else -10), textcoords="offset points",
+                            fontsize=6, color=style["color"], zorder=6, bbox=LABEL_BOX)
+    at = ranking.budget(runs)
+    if at:
+        ax.axvline(at, color="grey", linestyle=":", linewidth=1, label="memory budget")
+    top = max([floor, at or 0] + nonzero)
+    ticks = _byte_ticks(floor * 2, top * 2, most_ticks)
     ax.set_xscale("log")
-    top = max(memory.max(), floor)
-    ticks = _byte_ticks(floor * 2, top * 2)
     ax.set_xticks([floor] + ticks, ["0"] + [_bytes_label(t) for t in ticks])
     ax.minorticks_off()
     ax.set_xlim(floor / 2.5, top * 2.5)
     ax.set_xlabel("stored memory (bytes, log scale)")
     ax.set_ylabel("final average accuracy (%)")
+    _within(ax.set_ylim, ax.get_ylim(), 0, 100)
+
+
+def _memory_styles(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Every run name's style as in the other figures; a frontier takes its base's, else its first variant's."""
+    styles = method_styles(runs["strategy"], ranking.frame_methods(runs))
+    for _, sub in runs.groupby("scenario", sort=False):
+        for base, members in _memory_layout(sub)[0].items():
+            styles.setdefault(base, styles[members[0]])
+    return styles
+
+
+@styled
+def accuracy_vs_memory(frame: pd.DataFrame, scenario: str | None = None) -> Figure:
+    """Final average accuracy (mean, 95% CI error bars) against the bytes a method stores between experiences
+    (log scale; 0 at the left). A base strategy run at several memory sizes (replay at several buffer sizes)
+    is a frontier line, every other method a point: above the line it beats rehearsal at its own memory.
+    References (joint, cumulative training) are dashed horizontal lines with their CI band."""
+    frame, scenario = _one_scenario(frame, scenario)
+    runs = _per_run(frame)
+    fig = Figure(figsize=(5.4, 3.6), layout="constrained")
+    ax = fig.subplots()
+    _memory_panel(ax, runs, _memory_styles(runs))
     ax.set_title(f"Accuracy vs stored memory on {scenario}")
     fig.legend(loc="outside right center", frameon=False)
+    return fig
+
+
+@styled
+def memory_frontiers(frame: pd.DataFrame) -> Figure:
+    """`accuracy_vs_memory` for every scenario of the frame, a panel each, one legend below."""
+    scenarios = list(dict.fromkeys(frame["scenario"]))
+    runs = _per_run(frame)
+    styles = _memory_styles(runs)
+    fig, axes = _grid(len(scenarios), ncols=3, panel=2.6 if len(scenarios) > 1 else 3.6, extra_w=0.2)
+    for ax, scenario in zip(axes, scenarios):
+        _memory_panel(ax, runs[runs["scenario"] == scenario], styles, 5 if len(scenarios) == 1 else 3)
+        ax.set_title(scenario)
+    legend = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(len(legend), 4),
+               frameon=False)
+    fig.suptitle("Final accuracy against stored memory (95% CI over seeds)")
     return fig
 
 
@@ -357,7 +494,7 @@ def _bytes_label(value: float) -> str:
 def _byte_ticks(low: float, high: float, most: int = 5) -> list[float]:
     """Powers of two between low and high, thinned to at most `most`, preferring whole KiB/MiB/GiB."""
     powers = [2.0**n for n in range(0, 41) if low <= 2.0**n <= high]
-    for step in (1, 2, 5, 10):
+    for step in (1, 2, 3, 4, 5, 10):
         chosen = [p for p in powers if round(math.log2(p)) % step == 0]
         if len(chosen) <= most:
             return chosen
@@ -377,7 +514,7 @@ def scenario_figures(loaded: tables.Loaded, scenario: str) -> dict[str, Figure]:
         if (probes["kind"] == kind).any():
             figures[kind] = cosine_heatmaps(probes, kind)
     projections = loaded.projections[loaded.projections["scenario"] == scenario]
-    if not projections.empty:
+    if not projections.empty and set(projections["strategy"]) - set(static_updates(projections)):
         figures["update_projection"] = update_projection(projections, labels=_exp_labels(frame))
     return figures
 

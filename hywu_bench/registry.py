@@ -54,6 +54,7 @@ class Entry:
     tuned: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # strategies: family -> options
     role: Role = "method"  # strategies: "reference" (joint, cumulative) and "oracle" are never ranked
     order: int = 0  # registration order: how lists, tables and figures order the entries
+    budget: Any = None  # strategies: a memory.Budget, how a memory budget sizes it; None: it cannot be sized
 
     def option_defaults(self) -> dict[str, Any]:
         return {f.name: _default_of(f) for f in fields(self.options)}
@@ -99,9 +100,11 @@ class Registry:
     def register(self, name: str, *, help: str, settings: tuple[str, ...], options: type,
                  builder: str | Callable[..., Any] | None = None, aliases: tuple[str, ...] = (),
                  bind: Mapping[str, Any] | None = None, family: str | None = None,
-                 tuned: Mapping[str, Mapping[str, Any]] | None = None, role: Role = "method") -> Any:
+                 tuned: Mapping[str, Mapping[str, Any]] | None = None, role: Role = "method",
+                 budget: Any = None) -> Any:
         """Register `name`. With `builder` (a callable or "module:function") the entry is registered now;
-        without, this returns a decorator that registers the function it decorates."""
+        without, this returns a decorator that registers the function it decorates. `budget`: a
+        `hywu_bench.memory.Budget` naming the option a memory budget sizes (rehearsal methods)."""
         bad = [s for s in settings if s not in SETTINGS]
         if bad or not settings:
             raise ValueError(f"{self.kind} '{name}': settings must be a non-empty subset of {SETTINGS}")
@@ -111,6 +114,8 @@ class Registry:
             raise ValueError(f"{self.kind} '{name}': a builder reference reads 'module:function', not {builder!r}")
         for key in tuned or {}:
             self.check_options(name, options, tuned[key], f"tuned options for '{key}'")
+        if budget is not None:
+            self.check_options(name, options, {budget.option: None}, "the budget")
 
         def add(fn: str | Callable[..., Any]) -> Any:
             for key in (name, *aliases):
@@ -121,7 +126,7 @@ class Registry:
                         f"and by {self._source}); rename one of them."
                     )
             self._entries[name] = Entry(name, help, tuple(settings), options, fn, tuple(aliases), self._source,
-                                        dict(bind or {}), family, dict(tuned or {}), role, len(self._entries))
+                                        dict(bind or {}), family, dict(tuned or {}), role, len(self._entries), budget)
             for alias in aliases:
                 self._aliases[alias] = name
             return fn

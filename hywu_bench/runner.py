@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hywu_bench import checkpoint, metrics, results
+from hywu_bench import checkpoint, memory, metrics, results
 from hywu_bench.config import RunSpec
 from hywu_bench.data import Scenario, ScenarioInfo, dataset_tensors, holdout
 from hywu_bench.errors import RunDiverged, UserError
@@ -219,8 +219,19 @@ def _config(spec: RunSpec, resolved: RunSpec, info: ScenarioInfo, device: torch.
             "requested_spec": spec.to_dict(), "input_fingerprint": spec.input_fingerprint(),
             "spec": used["spec"], "scenario": info.to_dict(),
             "strategy": {"name": STRATEGIES.get(spec.strategy).name, "options": used["options"]},
+            "memory_budget": _budget_config(resolved),
             "warm_start": str(warm) if warm else None, "device": str(device),
             "versions": library_versions(), "host": platform.node()}
+
+
+def _budget_config(resolved: RunSpec) -> dict | None:
+    """The budget and the option it sized (e.g. {"bytes": 1513984, "sized": {"mem_size": 480}})."""
+    if resolved.memory_budget is None:
+        return None
+    budget = STRATEGIES.get(resolved.strategy).budget
+    option = budget.option if budget is not None else None
+    sized = {option: resolved.strategy_options[option]} if option in resolved.strategy_options else {}
+    return {"bytes": resolved.memory_budget, "sized": sized}
 
 
 def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume: bool,
@@ -259,7 +270,7 @@ def _run_locked(spec: RunSpec, out: Path, path: Path, *, overwrite: bool, resume
     try:
         _train_stream(strategy, scenario, resolved, collector, progress, path, reporter)
     except RunDiverged:
-        _write_results(path, before, np.array(progress["R"], dtype=float), progress["per_experience"], FAILED)
+        _write_results(resolved, path, before, np.array(progress["R"], dtype=float), progress["per_experience"], FAILED)
         raise
     _probe_interference(strategy, scenario, setup, path)
     return _finish(resolved, path, before, progress, reporter)
@@ -311,10 +322,11 @@ def _train_stream(strategy: Any, scenario: Scenario, spec: RunSpec, collector: A
         R[row] = collector.accuracies(T)
         n_seen = sum(e.n_train for e in info.experiences) if offline else info.experiences[i].n_train
         trained = 0 if skip else epochs
+        kept = strategy.memory_bytes()
         record = {"experience": row, "train_seconds": train_s, "eval_seconds": eval_s,
                   "samples_per_second": n_seen * trained / train_s if trained and train_s > 0 else None,
                   "trainable_parameters": trainable_in_optimizer(strategy),
-                  "stored_memory_bytes": int(strategy.stored_memory_bytes()), "accuracies": R[row].tolist()}
+                  "stored_memory_bytes": kept.stored, "memory": kept.to_dict(), "accuracies": R[row].tolist()}
         progress["per_experience"].append(record)
         progress["R"], progress["done"] = R.tolist(), i + 1
         checkpoint.save(path, strategy, progress)
@@ -322,7 +334,8 @@ def _train_stream(strategy: Any, scenario: Scenario, spec: RunSpec, collector: A
         reporter.experience(row, R[row].tolist(), train_s + eval_s)
 
 
-def _write_results(path: Path, before: np.ndarray, R: np.ndarray, per_exp: list[dict], marker: str) -> dict:
+def _write_results(spec: RunSpec, path: Path, before: np.ndarray, R: np.ndarray, per_exp: list[dict],
+                   marker: str) -> dict:
     summary = metrics.summary(R, before)
     trained = [r["samples_per_second"] for r in per_exp if r["samples_per_second"]]
     summary.update({
@@ -331,6 +344,7 @@ def _write_results(path: Path, before: np.ndarray, R: np.ndarray, per_exp: list[
         "samples_per_second": float(np.mean(trained)) if trained else None,
         "trainable_parameters": per_exp[-1]["trainable_parameters"] if per_exp else None,
         "stored_memory_bytes": per_exp[-1]["stored_memory_bytes"] if per_exp else None,
+        **memory.memory_summary(spec, per_exp, sizable=STRATEGIES.get(spec.strategy).budget is not None),
         "forgetting_per_experience": metrics.forgetting_per_experience(R).tolist(),
         "step_interference": metrics.step_interference(R).tolist(),
         "per_experience": per_exp,
@@ -343,7 +357,7 @@ def _write_results(path: Path, before: np.ndarray, R: np.ndarray, per_exp: list[
 
 def _finish(spec: RunSpec, path: Path, before: np.ndarray, progress: dict, reporter: Reporter) -> RunRecord:
     R = np.array(progress["R"], dtype=float)
-    summary = _write_results(path, before, R, progress["per_experience"], results.COMPLETE)
+    summary = _write_results(spec, path, before, R, progress["per_experience"], results.COMPLETE)
     checkpoint.remove(path)  # the finished run no longer needs it
     reporter.finish()
     return RunRecord(spec, path, before, R, summary)

@@ -35,13 +35,18 @@ def default_backbone(input_shape: tuple[int, ...]) -> str:
 def resolve_hyperparameters(spec: RunSpec, info: Any) -> RunSpec:
     """Fill what the spec leaves unset from the scenario's recommendations (`info`: its ScenarioInfo):
     epochs, batch size, lr, backbone, and the options the strategy recommends for the scenario's family
-    (`Entry.tuned`, chosen on validation splits); options the user set always win, key by key."""
+    (`Entry.tuned`, chosen on validation splits); options the user set always win, key by key. With a
+    `memory_budget`, the option the strategy's budget declares is sized to it (`memory.sized_options`)."""
+    from hywu_bench.memory import sized_options
+
     rec = info.recommended
     backbone = spec.backbone if spec.backbone != "auto" else rec.get("backbone", default_backbone(info.input_shape))
-    tuned = STRATEGIES.get(spec.strategy).tuned_for(SCENARIOS.get(spec.scenario).family)
-    return replace(spec, epochs=spec.epochs or rec.get("epochs", 1), batch_size=spec.batch_size or rec.get("batch_size", 64),
-                   lr=spec.lr or rec.get("lr", 0.01), backbone=backbone,
-                   strategy_options={**tuned, **spec.strategy_options})
+    entry = STRATEGIES.get(spec.strategy)
+    tuned = entry.tuned_for(SCENARIOS.get(spec.scenario).family)
+    resolved = replace(spec, epochs=spec.epochs or rec.get("epochs", 1),
+                       batch_size=spec.batch_size or rec.get("batch_size", 64), lr=spec.lr or rec.get("lr", 0.01),
+                       backbone=backbone, strategy_options={**tuned, **spec.strategy_options})
+    return replace(resolved, strategy_options=sized_options(entry, resolved, info, resolved.strategy_options))
 
 
 def used_settings(resolved: RunSpec) -> dict[str, Any]:
@@ -80,11 +85,19 @@ _INFO_CACHE: dict[str, Any] = {}
 
 def scenario_info(spec: RunSpec) -> Any:
     """The scenario's description (ScenarioInfo) for `spec`, its data built once per process and dropped."""
-    key = json.dumps([spec.scenario, spec.seed, spec.scenario_options, spec.data_root, spec.download],
-                     sort_keys=True, default=str)
+    key = json.dumps([spec.scenario, spec.seed, spec.scenario_options, spec.data_root, spec.download,
+                      spec.validation], sort_keys=True, default=str)
     if key not in _INFO_CACHE:
         load_builtins()
-        _INFO_CACHE[key] = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options).info
+        scenario = SCENARIOS.build(spec.scenario, spec, **spec.scenario_options)
+        if spec.validation:  # the experiences' sizes as the run sees them (a budget's count depends on them)
+            from hywu_bench.data import holdout
+
+            try:
+                scenario = holdout(scenario, spec.validation, spec.seed)
+            except ValueError as err:
+                raise UserError(f"--set validation={spec.validation:g}: {err}") from None
+        _INFO_CACHE[key] = scenario.info
     return _INFO_CACHE[key]
 
 

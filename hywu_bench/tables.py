@@ -2,10 +2,13 @@
 
 pandas and numpy only: `hywu-bench report` re-renders everything without importing torch.
 
-Every table is mean +- std over seeds (sample std, ddof=1; one seed gives no std). Accuracy-like columns
-are shown in percent. The best value of each column is bold among the continual-learning methods; the
-reference methods (`REFERENCES`: joint and cumulative training, the oracle lora-per-task) are marked with
-a dagger and never bold, because they are upper bounds rather than competitors.
+Every table is mean +- std over seeds (sample std, ddof=1; one seed gives no std) with the 95% confidence
+interval of the mean (Student t, `stats.mean_ci`). Accuracy-like columns are shown in percent. Bold: the
+best method of each column and every method not significantly different from it (paired over seeds,
+`stats.ties_with_best`; the CSV has `<metric>_p` and `<metric>_tied`). Roles and order come from the
+strategy registry (`ranking`): references (joint, cumulative training; marked †) and oracles (task labels
+at test time; ‡) are never bold, because they are bounds rather than competitors. A method that stores
+something gets a row "replay at equal bytes" under it when a replay variant within 5% of its bytes ran.
 
 A run folder that is unfinished (no COMPLETE marker) or unreadable is skipped with a warning that names it;
 the rest are rendered.
@@ -13,46 +16,53 @@ the rest are rendered.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from hywu_bench import metrics, results
+from hywu_bench import formatting, metrics, ranking, results
+# How cells look lives in `formatting`; these names stay importable from here, where the tables are.
+from hywu_bench.formatting import (LATEX, MARKDOWN, Column, Style, format_bytes, format_rows,  # noqa: F401
+                                   matrix_markdown, note, shown_columns, tex_escape)
 
 log = logging.getLogger(__name__)
 
 KEYS = ["scenario", "strategy", "seed"]
-REFERENCES = ("joint", "cumulative", "lora-per-task")
-# The order methods appear in tables and figures; unknown names follow, sorted.
-CANONICAL_ORDER = ("naive", "joint", "cumulative", "replay", "ewc", "si", "lwf", "agem",
-                   "lora", "olora", "lora-per-task", "hnet", "hywu")
-COSTS = ["train_seconds", "samples_per_second", "trainable_parameters", "stored_memory_bytes"]
+METRICS = ["acc", "learning_acc", "bwt", "forgetting", "fwt", "aia", "plasticity_floor"]  # from R, per run
+MEMORY_KINDS = ("raw_inputs", "derived", "model_state", "extra_parameters")  # metrics.json "memory", bytes
+COSTS = ["train_seconds", "samples_per_second", "trainable_parameters", "stored_memory_bytes",
+         *[f"memory_{kind}" for kind in MEMORY_KINDS], "memory_budget_bytes"]
+META = ["base", "role", "budget_status", "options"]  # per run as stored; None where an older run lacks them
 INTERFERENCE_FILE = "interference.json"
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    header: str
-    higher_is_better: bool | None  # None: no best value is marked (e.g. cosines, where neither end is "good")
-    kind: str  # pct | seconds | rate | count | bytes
-
-
+STORED = Column("stored_memory_bytes", "Stored memory", False, "bytes", mark="budget_status")
 FORGETTING_COLUMNS = (
     Column("acc", "ACC", True, "pct"),
     Column("learning_acc", "Learning acc.", True, "pct"),
     Column("bwt", "BWT", True, "pct"),
     Column("forgetting", "Forgetting", False, "pct"),
     Column("fwt", "FWT", True, "pct"),
+    Column("aia", "AIA", True, "pct"),
+    Column("plasticity_floor", "Plasticity floor", True, "pct"),
+    STORED,
+)
+COST_COLUMNS = (
     Column("train_seconds", "Train time (s)", False, "seconds"),
     Column("samples_per_second", "Samples/s", True, "rate"),
     Column("trainable_parameters", "Trainable params", False, "count"),
-    Column("stored_memory_bytes", "Stored memory", False, "bytes"),
+    Column("memory_raw_inputs", "Raw inputs", None, "bytes", optional=True),
+    Column("memory_derived", "Derived", None, "bytes", optional=True),
+    Column("memory_model_state", "Model state", None, "bytes", optional=True),
+    Column("memory_extra_parameters", "Extra params", None, "bytes", optional=True),
+    STORED,
+    Column("memory_budget_bytes", "Budget", None, "bytes", optional=True),
 )
 
 
@@ -66,10 +76,9 @@ class Loaded:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (run folder, why)
 
 
-def order_strategies(names: Any) -> list[str]:
-    names = list(dict.fromkeys(names))
-    known = [n for n in CANONICAL_ORDER if n in names]
-    return known + sorted(n for n in names if n not in CANONICAL_ORDER)
+def order_strategies(names: Any, info: dict[str, ranking.Method] | None = None) -> list[str]:
+    """Registry order of the base strategies (`Entry.order`), a base before its variants; unknown names last."""
+    return ranking.order(names, info)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -92,11 +101,23 @@ def _run_rows(run: results.StoredRun) -> list[dict[str, Any]]:
     # The scenario is the results folder's name: a scenario read from a file is stored under its file's name.
     base = {"scenario": run.path.parent.parent.name, "strategy": run.config.get("run_name", spec.get("strategy")),
             "seed": int(spec.get("seed", 0))}
-    costs = {k: _number(run.metrics.get(k)) for k in COSTS}
+    costs = {k: _number(run.metrics.get(k)) for k in COSTS[:4]}
+    memory = run.metrics.get("memory") if isinstance(run.metrics.get("memory"), dict) else {}
+    costs.update({f"memory_{k}": _number(memory.get(k)) for k in MEMORY_KINDS})
+    costs["memory_budget_bytes"] = _number(run.metrics.get("memory_budget_bytes"))
     T = run.R.shape[0]
     return [{**base, "after": i, "exp": j, "acc": run.R[i, j], "before": run.before[j],
-             "exp_label": labels[j] if j < len(labels) else f"exp{j}", **costs}
+             "exp_label": labels[j] if j < len(labels) else f"exp{j}", **costs, **_meta(run)}
             for i in range(T) for j in range(T)]
+
+
+def _meta(run: results.StoredRun) -> dict[str, Any]:
+    strategy = run.config.get("strategy") if isinstance(run.config.get("strategy"), dict) else {}
+    options = strategy.get("options")
+    status = run.metrics.get("memory_budget_status")
+    return {"base": strategy.get("name"), "role": strategy.get("role"),
+            "budget_status": status if isinstance(status, str) else None,
+            "options": json.dumps(options, sort_keys=True, default=str) if isinstance(options, dict) else None}
 
 
 def _number(value: Any) -> float:
@@ -131,7 +152,7 @@ def load(out: str | Path, scenarios: Sequence[str] | None = None) -> Loaded:
             log.warning("ignoring %s: %s: %s", path / INTERFERENCE_FILE, type(err).__name__, err)
     for path, why in skipped:
         log.warning("skipping run %s: %s", path, why)
-    columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS
+    columns = KEYS + ["after", "exp", "acc", "before", "exp_label"] + COSTS + META
     return Loaded(pd.DataFrame(rows, columns=columns),
                   pd.DataFrame(probes, columns=KEYS + ["kind", "i", "j", "value"]),
                   pd.DataFrame(projections, columns=KEYS + ["exp", "pc1", "pc2", "ev1", "ev2"]), skipped)
@@ -170,7 +191,8 @@ def _matrix(run: pd.DataFrame) -> np.ndarray:
 
 
 def run_metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: the accuracy-matrix metrics (recomputed from R) and the stored costs."""
+    """One row per run: the accuracy-matrix metrics (recomputed from R), the stored costs and what the run
+    says about itself (base strategy, role, budget status, options)."""
     out = []
     for key, run in frame.groupby(KEYS, sort=False):
         R = _matrix(run)
@@ -180,30 +202,47 @@ def run_metrics(frame: pd.DataFrame) -> pd.DataFrame:
         row.update(metrics.summary(R, before))
         for cost in COSTS:
             row[cost] = run[cost].iloc[0] if cost in run else math.nan
+        for meta in META:
+            row[meta] = run[meta].iloc[0] if meta in run else None
         out.append(row)
-    return pd.DataFrame(out, columns=KEYS + ["acc", "learning_acc", "bwt", "forgetting", "fwt"] + COSTS)
+    return pd.DataFrame(out, columns=KEYS + METRICS + COSTS + META)
 
 
 def _aggregate(per_run: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
-    grouped = per_run.groupby(by, sort=False)[values]
-    mean, std = grouped.mean(), grouped.std(ddof=1)
-    table = pd.concat({"mean": mean, "std": std}, axis=1)
-    table.columns = [f"{metric}_{stat}" for stat, metric in table.columns]
-    table["n_seeds"] = per_run.groupby(by, sort=False).size()
-    ordered = [f"{v}_{s}" for v in values for s in ("mean", "std")] + ["n_seeds"]
-    return table[ordered]
+    return ranking.aggregate(per_run, by, values)
 
 
-def _sort(table: pd.DataFrame) -> pd.DataFrame:
-    order = order_strategies(table.index.get_level_values("strategy"))
+def _with_roles(table: pd.DataFrame, info: dict[str, ranking.Method]) -> pd.DataFrame:
+    """`base` and `role` columns, so a table alone says who is ranked (a plugin's oracle read without it)."""
+    names = table.index.get_level_values("strategy")
+    return table.assign(base=[info[n].base for n in names], role=[info[n].role for n in names])
+
+
+def _sort(table: pd.DataFrame, info: dict[str, ranking.Method] | None = None) -> pd.DataFrame:
+    order = order_strategies(table.index.get_level_values("strategy"), info)
     rank = {name: k for k, name in enumerate(order)}
     return table.sort_index(key=lambda idx: idx.map(rank) if idx.name == "strategy" else idx)
 
 
 def forgetting_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (scenario, strategy): `<metric>_mean`, `<metric>_std` for every forgetting column, and n_seeds."""
+    """Per (scenario, strategy): for every metric and cost `<key>_mean`, `_std`, `_ci_lo`, `_ci_hi` and, where
+    a column has a best value, `_p` and `_tied`; n_seeds, test, base, role, budget_status and
+    equal_bytes_replay (the replay variant at equal bytes, or "")."""
     per_run = run_metrics(frame)
-    return _sort(_aggregate(per_run, ["scenario", "strategy"], [c.key for c in FORGETTING_COLUMNS]))
+    info = ranking.frame_methods(per_run)
+    values = METRICS + COSTS
+    table = ranking.aggregate(per_run, ["scenario", "strategy"], values)
+    columns = {c.key: c for c in FORGETTING_COLUMNS + COST_COLUMNS}
+    table = ranking.mark_ties(table, per_run, [columns[v] for v in values if v in columns], info, tested=METRICS)
+    table = _with_roles(table, info)
+    status = per_run.groupby(["scenario", "strategy"], sort=False)["budget_status"].agg(ranking.budget_status)
+    table["budget_status"] = status.reindex(table.index).fillna("")
+    near = ranking.equal_bytes(table, info)
+    table["equal_bytes_replay"] = [near[ix][-1] if ix in near else "" for ix in table.index]
+    stat_columns = [f"{v}_{s}" for v in values for s in ("mean", "std", "ci_lo", "ci_hi", "p", "tied")
+                    if f"{v}_{s}" in table]
+    return _sort(table[stat_columns + ["n_seeds", "test", "base", "role", "budget_status", "equal_bytes_replay"]],
+                 info)
 
 
 def step_interference_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -226,7 +265,7 @@ def step_interference_long(frame: pd.DataFrame) -> pd.DataFrame:
 def matrix_table(long: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of a long (scenario, strategy, seed, [kind,] i, j, value) matrix frame."""
     by = [c for c in ("scenario", "strategy", "kind", "i", "j") if c in long]
-    table = _aggregate(long, by, ["value"]).rename(columns={"value_mean": "mean", "value_std": "std"})
+    table = _aggregate(long, by, ["value"]).rename(columns=lambda c: c.removeprefix("value_"))
     return _sort(table) if len(table) else table
 
 
@@ -234,15 +273,20 @@ def step_interference_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: mean of I[i, j] over all j < i, and the worst single step, mean +- std over seeds."""
     long = step_interference_long(frame)
     per_run = long.groupby(KEYS, sort=False)["value"].agg(mean_interference="mean", max_interference="max")
-    return _sort(_aggregate(per_run.reset_index(), ["scenario", "strategy"], ["mean_interference", "max_interference"]))
+    per_run = per_run.reset_index()
+    info = ranking.frame_methods(frame)
+    table = _aggregate(per_run, ["scenario", "strategy"], ["mean_interference", "max_interference"])
+    return _sort(_with_roles(ranking.mark_ties(table, per_run, INTERFERENCE_COLUMNS, info), info), info)
 
 
-def probe_summary(probes: pd.DataFrame, kind: str) -> pd.DataFrame:
+def probe_summary(probes: pd.DataFrame, kind: str, info: dict[str, ranking.Method] | None = None) -> pd.DataFrame:
     """Per strategy: mean and most negative cosine over pairs of different experiences, share of negative pairs."""
     sub = probes[(probes["kind"] == kind) & (probes["i"] < probes["j"])]
     per_run = sub.groupby(KEYS, sort=False)["value"].agg(
         mean_cosine="mean", min_cosine="min", negative_share=lambda v: float((v < 0).mean())).reset_index()
-    return _sort(_aggregate(per_run, ["scenario", "strategy"], ["mean_cosine", "min_cosine", "negative_share"]))
+    info = {**ranking.methods(per_run["strategy"]), **(info or {})}
+    table = _aggregate(per_run, ["scenario", "strategy"], ["mean_cosine", "min_cosine", "negative_share"])
+    return _sort(_with_roles(table, info), info)
 
 
 INTERFERENCE_COLUMNS = (Column("mean_interference", "Mean step interference", False, "pct"),
@@ -253,182 +297,53 @@ PROBE_COLUMNS = (Column("mean_cosine", "Mean cosine", None, "cos"),
 
 
 # ---------------------------------------------------------------------------------------------------
-# Formatting
-
-
-def _scaled(value: float, kind: str) -> tuple[float, str, str]:
-    """(number in display units, format spec, unit) for one value of a column kind."""
-    if kind == "pct":
-        return 100 * value, ".1f", ""
-    if kind == "cos":
-        return value, ".2f", ""
-    if kind == "seconds":
-        return value, ".1f", ""
-    if kind in ("rate", "count"):
-        return value, ",.0f", ""
-    if kind == "bytes":
-        for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-            if abs(value) >= size:
-                return value / size, ".1f", unit
-        return value, ".0f", "B"
-    return value, ".3g", ""
-
-
-def _shown(mean: float, kind: str) -> float | None:
-    """The mean as displayed (rounded), for finding ties in the best value."""
-    if mean is None or pd.isna(mean):
-        return None
-    number, spec, unit = _scaled(float(mean), kind)
-    return float(format(number, spec).replace(",", "")) * {"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}.get(unit, 1)
-
-
-@dataclass(frozen=True)
-class Style:
-    pm: str  # between mean and std
-    bold: Callable[[str], str]
-    wrap: Callable[[str], str]  # the whole cell
-    number: Callable[[str], str]  # a formatted number (digit group commas)
-    unit: Callable[[str], str]  # " KiB"
-    dagger: str
-    missing: str
-    escape: Callable[[str], str]
-
-
-def _cell(mean: float, std: float, kind: str, style: Style, best: bool) -> str:
-    if mean is None or pd.isna(mean):
-        return style.missing
-    number, spec, unit = _scaled(float(mean), kind)
-    text = style.number(format(number, spec))
-    # Costs that do not vary over seeds (parameter counts, buffer sizes) show no "+- 0".
-    if std is not None and not pd.isna(std) and (kind not in ("count", "bytes") or std > 0):
-        spread = std / ({"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}.get(unit, 1) if kind == "bytes" else 1)
-        spread = 100 * spread if kind == "pct" else spread
-        text += style.pm + style.number(format(spread, spec))
-    if unit:
-        text += style.unit(unit)
-    return style.wrap(style.bold(text) if best else text)
-
-
-def _best(table: pd.DataFrame, column: Column) -> set[Any]:
-    """Index labels whose displayed mean equals the best displayed mean, among non-reference methods."""
-    shown = {ix: _shown(table.at[ix, f"{column.key}_mean"], column.kind) for ix in table.index
-             if _strategy(ix) not in REFERENCES}
-    shown = {ix: v for ix, v in shown.items() if v is not None}
-    if column.higher_is_better is None or len(shown) < 2 or len(set(shown.values())) < 2:
-        return set()  # one method, or all equal: nothing stands out
-    target = max(shown.values()) if column.higher_is_better else min(shown.values())
-    return {ix for ix, v in shown.items() if v == target}
-
-
-def _strategy(ix: Any) -> str:
-    return ix[-1] if isinstance(ix, tuple) else ix
-
-
-def format_rows(table: pd.DataFrame, columns: tuple[Column, ...], style: Style) -> list[list[str]]:
-    """Rows of display cells (method name first) with the best value per column made bold."""
-    if "scenario" in (table.index.names or []):
-        scenarios = table.index.get_level_values("scenario").unique()
-        if len(scenarios) > 1:
-            raise ValueError(f"one scenario per table; this one has {', '.join(map(str, scenarios))}")
-        table = table.droplevel("scenario")
-    best = {c.key: _best(table, c) for c in columns}
-    rows = []
-    for ix in table.index:
-        name = _strategy(ix)
-        cells = [style.escape(name) + (style.dagger if name in REFERENCES else "")]
-        for c in columns:
-            cells.append(_cell(table.at[ix, f"{c.key}_mean"], table.at[ix, f"{c.key}_std"], c.kind, style,
-                               ix in best[c.key]))
-        rows.append(cells)
-    return rows
-
-
-def _headers(columns: tuple[Column, ...]) -> list[str]:
-    return ["Method"] + [c.header + (" (%)" if c.kind == "pct" else "") for c in columns]
-
-
-MARKDOWN = Style(pm=" ± ", bold=lambda s: f"**{s}**", wrap=lambda s: s, number=lambda s: s,
-                 unit=lambda u: f" {u}", dagger="†", missing="–", escape=lambda s: s)
-
-
-def markdown(table: pd.DataFrame, columns: tuple[Column, ...] = FORGETTING_COLUMNS) -> str:
-    rows = format_rows(table, columns, MARKDOWN)
-    lines = ["| " + " | ".join(_headers(columns)) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def tex_escape(text: str) -> str:
-    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
-    return "".join(special.get(ch, ch) for ch in text)
-
-
-LATEX = Style(pm=r" \pm ", bold=lambda s: rf"\mathbf{{{s}}}", wrap=lambda s: f"${s}$",
-              number=lambda s: s.replace(",", "{,}"), unit=lambda u: rf"\,\mathrm{{{u}}}", dagger=r"$^\dagger$",
-              missing="--", escape=tex_escape)
-
-
-def latex(table: pd.DataFrame, columns: tuple[Column, ...] = FORGETTING_COLUMNS, caption: str = "",
-          label: str = "") -> str:
-    """A booktabs table, cells in math mode (`$81.2 \\pm 1.3$`), the best per column in `\\mathbf`."""
-    rows = format_rows(table, columns, LATEX)
-    lines = [r"\begin{table}[t]", r"\centering"]
-    if caption:
-        lines.append(rf"\caption{{{tex_escape(caption)}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    lines += [r"\begin{tabular}{l" + "r" * len(columns) + "}", r"\toprule",
-              " & ".join(tex_escape(h) for h in _headers(columns)) + r" \\", r"\midrule",
-              *[" & ".join(r) + r" \\" for r in rows], r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def matrix_markdown(table: pd.DataFrame, kind: str, row_label: str = "after") -> str:
-    """One small Markdown matrix per strategy from a `matrix_table` (mean over seeds)."""
-    parts = []
-    for strategy, sub in table.groupby(level="strategy", sort=False):
-        sub = sub.reset_index()
-        if sub["mean"].isna().all():  # offline references have no steps
-            continue
-        cells = sub.pivot_table(index="i", columns="j", values="mean", dropna=False)
-        header = f"| {row_label} \\ exp | " + " | ".join(f"exp {j}" for j in cells.columns) + " |"
-        n = int(sub["n_seeds"].max())
-        lines = [f"**{strategy}** ({n} seed{'s' if n > 1 else ''})", "", header,
-                 "|---|" + "---:|" * len(cells.columns)]
-        for i, row in cells.iterrows():
-            values = ["" if pd.isna(v) else format(_scaled(v, kind)[0], _scaled(v, kind)[1]) for v in row]
-            lines.append(f"| {row_label} {i} | " + " | ".join(values) + " |")
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------
 # Writing
 
+
+def markdown(table: pd.DataFrame, columns: tuple[Column, ...] = FORGETTING_COLUMNS, equal_bytes: bool = True) -> str:
+    return formatting.markdown(table, columns, equal_bytes)
+
+
+def latex(table: pd.DataFrame, columns: tuple[Column, ...] = FORGETTING_COLUMNS, caption: str = "", label: str = "",
+          equal_bytes: bool = True) -> str:
+    return formatting.latex(table, columns, caption, label, equal_bytes)
+
+
 TABLES = {  # name: (title, columns of its summary table)
-    "forgetting": ("Forgetting and costs", FORGETTING_COLUMNS),
+    "forgetting": ("Forgetting", FORGETTING_COLUMNS),
+    "costs": ("Costs and memory", COST_COLUMNS),
     "step_interference": ("Step interference", INTERFERENCE_COLUMNS),
     "gradient_conflict": ("Gradient conflict on shared parameters", PROBE_COLUMNS),
     "gradient_conflict_updates": ("Gradient conflict on generated updates", PROBE_COLUMNS),
     "operator_separation": ("Operator separation", PROBE_COLUMNS),
 }
+MATRICES = "<!-- matrices -->"  # in a table's Markdown: the per-cell matrices follow (the pages cut there)
 
 
 def scenario_tables(loaded: Loaded, scenario: str) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
-    """name -> (summary table, matrix table or None) for one scenario; probe tables only where stored."""
+    """name -> (summary table, matrix table or None) for one scenario; probe tables only where stored.
+    "costs" is the forgetting table again, shown with the cost columns."""
     frame = loaded.frame[loaded.frame["scenario"] == scenario]
     out: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
     if frame.empty:
         return out
-    out["forgetting"] = (forgetting_table(frame), None)
+    out["forgetting"] = out["costs"] = (forgetting_table(frame), None)
     out["step_interference"] = (step_interference_summary(frame), step_interference_table(frame))
     probes = loaded.probes[loaded.probes["scenario"] == scenario]
+    info = ranking.frame_methods(frame)
     for kind in ("gradient_conflict", "gradient_conflict_updates", "operator_separation"):
         sub = probes[probes["kind"] == kind]
         if not sub.empty:
-            out[kind] = (probe_summary(sub, kind), matrix_table(sub.drop(columns="kind")))
+            out[kind] = (probe_summary(sub, kind, info), matrix_table(sub.drop(columns="kind")))
     return out
+
+
+def _csv(name: str, summary: pd.DataFrame, columns: tuple[Column, ...]) -> str:
+    """forgetting.csv holds every number; costs.csv only its own columns."""
+    if name == "costs":
+        keys = tuple(f"{c.key}_" for c in columns)
+        summary = summary[[c for c in summary.columns if c.startswith(keys)] + ["n_seeds", "budget_status"]]
+    return summary.reset_index().to_csv(index=False, float_format="%.6g")
 
 
 def write_tables(loaded: Loaded, scenario: str, dest: str | Path) -> dict[str, list[Path]]:
@@ -438,16 +353,18 @@ def write_tables(loaded: Loaded, scenario: str, dest: str | Path) -> dict[str, l
     for name, (summary, matrix) in scenario_tables(loaded, scenario).items():
         title, columns = TABLES[name]
         paths = [dest / f"{name}.csv", dest / f"{name}.md", dest / f"{name}.tex"]
-        csv = summary.reset_index().to_csv(index=False, float_format="%.6g")
-        md = markdown(summary, columns)
+        md = markdown(summary, columns, equal_bytes=name == "forgetting")
+        if any(c.higher_is_better is not None for c in columns):
+            md += "\n" + note(summary) + "\n"
         if matrix is not None:
             paths.append(dest / f"{name}_matrix.csv")
             results.atomic_write_text(paths[-1], matrix.reset_index().to_csv(index=False, float_format="%.6g"))
             kind = "pct" if name == "step_interference" else "cos"
-            md += "\n" + matrix_markdown(matrix.droplevel("scenario"), kind, "after" if kind == "pct" else "exp")
+            md += f"\n{MATRICES}\n\n" + matrix_markdown(matrix.droplevel("scenario"), kind,
+                                                        "after" if kind == "pct" else "exp")
         tex = latex(summary, columns, caption=f"{title} on {scenario}",
-                    label=f"tab:{scenario}-{name}".replace("_", "-"))
-        for path, text in zip(paths[:3], (csv, md, tex)):
+                    label=f"tab:{scenario}-{name}".replace("_", "-"), equal_bytes=name == "forgetting")
+        for path, text in zip(paths[:3], (_csv(name, summary, columns), md, tex)):
             results.atomic_write_text(path, text)
         written[name] = paths
     return written

@@ -1,8 +1,9 @@
 """The training side shared by every strategy: the harness template and the runner's plugins.
 
 `HarnessTemplate` is Avalanche's `SupervisedTemplate` with the tensor data path (`hywu_bench.data`) and
-two additions every strategy answers: `stored_memory_bytes()` (what it keeps between experiences) and
-`mb_condition` (the minibatch's condition tokens, or None). Baselines are this template plus Avalanche's
+two additions every strategy answers: `memory_bytes()` (what it keeps beyond the base model, by kind:
+`hywu_bench.memory.MemoryBytes`; `stored_memory_bytes()` is its stored total) and `mb_condition` (the
+minibatch's condition tokens, or None). Baselines are this template plus Avalanche's
 own plugins; HY-WU and the LoRA family subclass it.
 
 `TrainingSetup` carries what a strategy builder needs from the run: resolved hyperparameters, device,
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from hywu_bench.config import RunSpec
 from hywu_bench.data import ScenarioInfo, TensorLoader, dataset_tensors
 from hywu_bench.errors import RunDiverged
+from hywu_bench.memory import KINDS, MemoryBytes
 
 
 class TensorLoadersMixin:
@@ -54,47 +56,85 @@ class TensorLoadersMixin:
         return self.mbatch[2] if self.mbatch is not None and len(self.mbatch) == 4 else None
 
 
-def plugin_memory_bytes(plugin: Any) -> int:
-    """Bytes a plugin keeps between experiences: replay buffers, importances, old parameters, models."""
-    total = 0
+# What Avalanche's plugins keep, by attribute, where the default kind is wrong (`plugin_memory`); None marks
+# scratch recomputed at every step from what is kept (A-GEM's reference gradient, GEM's gradient matrix),
+# not memory of the past. A plugin of one's own declares the same as a class attribute `memory_kinds`.
+PLUGIN_MEMORY_KINDS: dict[str, dict[str, str | None]] = {
+    "AGEMPlugin": {"reference_gradients": None, "buffer_dataloader": None, "buffer_dliter": None},
+    "GEMPlugin": {"memory_x": "raw_inputs", "memory_y": "raw_inputs", "memory_tid": None, "G": None},
+}
+_DATASET_LABELS = ("targets", "targets_task_labels")  # data attributes counted with the inputs (or not at all)
+
+
+def tensor_bytes(tensors: Iterable[Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Parameters and buffers of a module, each counted once."""
+    return tensor_bytes({id(t): t for t in [*module.parameters(), *module.buffers()]}.values())
+
+
+def plugin_memory(plugin: Any) -> MemoryBytes:
+    """What a plugin keeps between experiences, by kind. Avalanche datasets (replay buffers, A-GEM's
+    per-experience buffers): raw_inputs (inputs, labels, condition tokens; not task labels), and their
+    extra tensor attributes (DER's logits): derived; anything inside a storage policy (its sampling
+    weights): raw_inputs; other tensors and copied models (EWC's importances and old parameters, SI's,
+    LwF's previous model): model_state. `PLUGIN_MEMORY_KINDS` or `memory_kinds` override by attribute."""
+    from avalanche.training.storage_policy import ExemplarsBuffer
+
+    counts = {k: 0 for k in KINDS[:3]}
     seen: set[int] = set()
 
-    def add_tensor(t: Tensor) -> None:
-        nonlocal total
+    def add(t: Tensor, kind: str) -> None:
         if id(t) not in seen:
             seen.add(id(t))
-            total += t.numel() * t.element_size()
+            counts[kind] += t.numel() * t.element_size()
 
-    def visit(obj: Any, depth: int = 0) -> None:
-        if depth > 4 or obj is None or id(obj) in seen:
+    def visit(obj: Any, kind: str | None, depth: int = 0) -> None:
+        if depth > 5 or obj is None or id(obj) in seen:
             return
         if isinstance(obj, Tensor):
-            add_tensor(obj)
+            add(obj, kind or "model_state")
             return
         seen.add(id(obj))
         if isinstance(obj, nn.Module):
-            for t in list(obj.parameters()) + list(obj.buffers()):
-                add_tensor(t)
+            for t in [*obj.parameters(), *obj.buffers()]:
+                add(t, kind or "model_state")
         elif isinstance(obj, dict):
             for v in obj.values():
-                visit(v, depth + 1)
-        elif isinstance(obj, (list, tuple)):
+                visit(v, kind, depth + 1)
+        elif isinstance(obj, (list, tuple, set)):
             for v in obj:
-                visit(v, depth + 1)
-        elif hasattr(obj, "_flat_data"):  # an Avalanche dataset: a replay buffer of raw inputs
-            tensors = dataset_tensors(obj)
-            for t in (tensors or [])[:-1]:  # inputs, labels, conditions; not the task labels
-                add_tensor(t)
+                visit(v, kind, depth + 1)
+        elif hasattr(obj, "_flat_data"):
+            add_dataset(obj)
         elif hasattr(obj, "__dict__") and not (inspect.isroutine(obj) or isinstance(obj, type)):
+            inner = "raw_inputs" if isinstance(obj, ExemplarsBuffer) else kind
             for name, v in vars(obj).items():
-                if name not in ("strategy",):
-                    visit(v, depth + 1)
+                if name != "strategy":
+                    visit(v, inner, depth + 1)
 
+    def add_dataset(dataset: Any) -> None:
+        for t in (dataset_tensors(dataset) or [])[:-1]:  # inputs, labels, conditions; not the task labels
+            add(t, "raw_inputs")
+        for name, attribute in getattr(dataset, "_data_attributes", {}).items():
+            if name not in _DATASET_LABELS:
+                for i in range(len(attribute)):
+                    value = attribute[i]
+                    if isinstance(value, Tensor):
+                        counts["derived"] += value.numel() * value.element_size()
+
+    kinds = {**PLUGIN_MEMORY_KINDS.get(type(plugin).__name__, {}), **getattr(plugin, "memory_kinds", {})}
     for name, value in vars(plugin).items():
-        if name in ("strategy",):
-            continue
-        visit(value)
-    return total
+        if name != "strategy" and not (name in kinds and kinds[name] is None):
+            visit(value, kinds.get(name))
+    return MemoryBytes(**counts)
+
+
+def plugin_memory_bytes(plugin: Any) -> int:
+    """Bytes a plugin keeps between experiences (raw inputs, derived and model state together)."""
+    return plugin_memory(plugin).stored
 
 
 class CheckpointMixin:
@@ -115,8 +155,13 @@ class CheckpointMixin:
         for plugin, plugin_state in zip(self.plugins, state["plugins"]):
             load_plugin_state(plugin, plugin_state, self)
 
+    def memory_bytes(self) -> MemoryBytes:
+        """What the method keeps beyond the base model, by kind; a strategy adds what it keeps itself."""
+        return sum((plugin_memory(p) for p in self.plugins if not isinstance(p, _RunnerPlugin)), MemoryBytes())
+
     def stored_memory_bytes(self) -> int:
-        return sum(plugin_memory_bytes(p) for p in self.plugins if not isinstance(p, _RunnerPlugin))
+        """Raw inputs + derived + model state: what the method keeps for the past (budgets limit this)."""
+        return self.memory_bytes().stored
 
 
 class PrecisionMixin:
@@ -294,6 +339,11 @@ class TrainingSetup:
     batch_size: int
     lr: float
     plugins: list[SupervisedPlugin] = field(default_factory=list)
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes the method's stored memory is sized to (its option is already sized in `spec`), or None."""
+        return self.spec.memory_budget
 
     def optimizer(self, params: Iterable[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
         params = [p for p in params if p.requires_grad]

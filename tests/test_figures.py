@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,55 @@ def test_every_figure_renders_on_a_real_short_run(tmp_path: Path) -> None:
                             "forgetting_bars", "step_interference", "accuracy_vs_memory", "gradient_conflict"}
     for name, fig in made.items():
         assert figures.save(fig, tmp_path / name, ("png",), dpi=40)[0].stat().st_size > 0
+
+
+def runs_frame(memory: dict[str, tuple[str, int, float]], seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
+    """A long frame of two-experience runs: name -> (base, stored bytes, final accuracy), options by name."""
+    rows = []
+    for name, (base, stored, acc) in memory.items():
+        for seed in seeds:
+            R = np.array([[0.9, 0.0], [acc + 0.01 * seed, acc - 0.01 * seed]])
+            rows += [{"scenario": "toy", "strategy": name, "seed": seed, "after": i, "exp": j, "acc": R[i, j],
+                      "before": 0.1, "exp_label": f"exp {j}", "stored_memory_bytes": stored, "base": base,
+                      "options": json.dumps({"mem_size": int(name.rpartition("size")[2])}) if "size" in name else None}
+                     for i in range(2) for j in range(2)]
+    return pd.DataFrame(rows)
+
+
+def test_the_memory_figure_draws_variants_as_a_frontier_line_and_other_methods_as_points() -> None:
+    frame = runs_frame({"naive": ("naive", 0, 0.2), "joint": ("joint", 0, 0.95), "ewc": ("ewc", 3_000_000, 0.3),
+                        "replay-mem_size50": ("replay", 13_000, 0.4), "replay-mem_size200": ("replay", 52_000, 0.5),
+                        "replay-mem_size1000": ("replay", 260_000, 0.7), "hywu": ("hywu", 1_300_000, 0.6)})
+    fig = figures.accuracy_vs_memory(frame)
+    ax = fig.axes[0]
+    bars = {c.get_label(): c for c in ax.containers}
+    assert set(bars) == {"naive", "ewc", "hywu", "replay, by mem_size"}  # joint is a reference: a line
+    line = bars["replay, by mem_size"].lines[0]
+    assert line.get_linestyle() == "-" and list(line.get_xdata()) == [13_000, 52_000, 260_000]
+    assert [round(y, 6) for y in line.get_ydata()] == [40.0, 50.0, 70.0]  # ACC in %
+    for name in ("naive", "ewc", "hywu"):
+        assert len(bars[name].lines[0].get_xdata()) == 1 and bars[name].lines[0].get_linestyle() == "None"
+    assert bars["hywu"].has_yerr
+    joint = [ln for ln in ax.get_lines() if ln.get_label() == "joint† (bound)"]
+    assert len(joint) == 1 and joint[0].get_ydata()[0] == pytest.approx(95.0)
+    assert [t.get_text() for t in ax.texts] == ["50", "200", "1000"]
+
+
+def test_a_method_with_one_memory_size_is_a_point_even_with_variants_at_equal_bytes() -> None:
+    frame = runs_frame({"replay-mem_size200": ("replay", 52_000, 0.5), "replay-seed_buffer": ("replay", 52_000, 0.6),
+                        "hywu": ("hywu", 1_300_000, 0.6)})
+    labels = {c.get_label() for c in figures.accuracy_vs_memory(frame).axes[0].containers}
+    assert labels == {"replay-mem_size200", "replay-seed_buffer", "hywu"}
+
+
+def test_static_generated_updates_get_no_projection_panel() -> None:
+    data = fabricated()
+    rng = np.random.default_rng(1)
+    lora = [{"scenario": "toy", "strategy": "lora", "seed": seed, "exp": e, "pc1": 0.4 + 1e-10 * rng.normal(),
+             "pc2": 1e-10 * rng.normal()} for seed in (0, 1) for e in range(T) for _ in range(20)]
+    projections = pd.concat([data.projections, pd.DataFrame(lora)], ignore_index=True)
+    assert figures.static_updates(projections) == ["lora"]
+    fig = figures.update_projection(projections)
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["hywu (seed 0)"]
+    only_static = tables.Loaded(data.frame, data.probes, pd.DataFrame(lora))
+    assert "update_projection" not in figures.scenario_figures(only_static, "toy")

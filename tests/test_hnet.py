@@ -10,11 +10,12 @@ import torch
 
 from hywu_bench.config import resolve_spec
 from hywu_bench.errors import UserError
+from hywu_bench.memory import MemoryBytes
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES
 from hywu_bench.runner import run
 from hywu_bench.settings import resolve_hyperparameters
-from hywu_bench.training import TaskMaskPlugin, TrainingSetup
+from hywu_bench.training import TaskMaskPlugin, TrainingSetup, module_bytes
 from strategies.hnet.strategy import HNetModel, infer_task_by_entropy
 
 SHAPE = (1, 8, 8)
@@ -77,8 +78,10 @@ def test_old_embeddings_are_frozen_and_the_current_one_learns():
     model.end_experience()
     model.begin_experience(task=1, classes=[2, 3], trains=True)
     assert [e.requires_grad for e in model.embeddings] == [False, True]
-    # both embeddings and the old one's snapshot (float32), task labels (int64) and class masks (bool)
-    assert model.stored_memory_bytes() == (2 * 8 + model.n_outputs) * 4 + 2 * 8 + 2 * 4
+    # the old one's snapshot (float32) is stored; both embeddings (float32), their task labels (int64) and
+    # class masks (bool) are parameters of the deployed model, with the hypernetwork
+    assert model.memory_bytes() == MemoryBytes(model_state=model.n_outputs * 4,
+                                               extra_parameters=module_bytes(model.generator) + 2 * (8 * 4 + 8 + 4))
 
 
 def test_entropy_picks_the_most_confident_task():
@@ -128,7 +131,7 @@ def test_state_round_trips_through_state_dict():
     _, fresh = build()
     fresh.load_state_dict(strategy.state_dict())
     assert len(fresh.model.embeddings) == 3
-    assert fresh.stored_memory_bytes() == strategy.stored_memory_bytes() > 0
+    assert fresh.memory_bytes() == strategy.memory_bytes() and fresh.stored_memory_bytes() > 0
     x, t = torch.randn(6, *SHAPE), torch.tensor([0, 1, 2, 0, 1, 2])
     strategy.model.eval(), fresh.model.eval()
     assert torch.equal(fresh.model(x, t), strategy.model(x, t))

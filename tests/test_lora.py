@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hywu_bench.config import resolve_spec
+from hywu_bench.memory import MemoryBytes
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES
 from hywu_bench.runner import run
@@ -146,7 +147,7 @@ def test_state_round_trips_through_state_dict():
     fresh.load_state_dict(state)
     fresh.optimizer.load_state_dict(strategy.optimizer.state_dict())  # rebuilt per experience: a no-op
     assert len(fresh.model.adapters) == 2
-    assert fresh.stored_memory_bytes() == strategy.stored_memory_bytes() > 0
+    assert fresh.memory_bytes() == strategy.memory_bytes() == MemoryBytes(extra_parameters=2 * ADAPTER)
     x = torch.randn(6, *SHAPE)
     t = torch.zeros(6, dtype=torch.long)
     strategy.model.eval(), fresh.model.eval()
@@ -161,11 +162,22 @@ def test_lora_per_task_only_runs_task_incremental(tmp_path):
     assert "ORACLE" in STRATEGIES.get("lora-per-task").help
 
 
-@pytest.mark.parametrize("strategy, sets", [("lora", []), ("olora", []), ("lora-per-task", ["setting=task"])])
-def test_runs_a_short_stream(strategy, sets, tmp_path_factory):
+ADAPTER = (8 * 64 + 256 * 8 + 8 * 256 + 256 * 8) * 4  # rank 8 at fc1 (64 -> 256) and fc2 (256 -> 256), float32
+
+
+@pytest.mark.parametrize("strategy, sets, extra", [
+    ("lora", [], ADAPTER),  # the one shared adapter
+    ("olora", [], 4 * ADAPTER),  # one per experience after the warm-start one
+    ("lora-per-task", ["setting=task"], 4 * (ADAPTER + 8)),  # and the task label each one serves
+])
+def test_runs_a_short_stream(strategy, sets, extra, tmp_path_factory):
     out = tmp_path_factory.getbasetemp() / "lora-runs"
     record = run(resolve_spec(flags=dict(strategy=strategy, epochs=1), sets=sets), out=out)
     assert record.R.shape == (5, 5)
-    assert record.metrics["stored_memory_bytes"] >= 0
+    # adapters are parameters of the deployed model, not memory kept for the past
+    assert record.metrics["memory"] == {"raw_inputs": 0, "derived": 0, "model_state": 0, "extra_parameters": extra}
+    assert record.metrics["stored_memory_bytes"] == 0
+    after_one = record.metrics["per_experience"][1]["memory"]["extra_parameters"]
+    assert after_one == (extra if strategy == "lora" else extra // 4)  # one adapter after the first trained experience
     if strategy == "lora-per-task":  # each task keeps its own adapter and its own classes: no forgetting
         assert record.metrics["forgetting"] == pytest.approx(0.0)

@@ -16,14 +16,18 @@ from hywu_bench.cli import app
 
 
 def fabricate(out: Path, strategy: str, seed: int, R: list[list[float]], before: list[float], *,
-              scenario: str = "split-toy", costs: dict | None = None, probe: dict | None = None) -> Path:
-    """A complete run folder as the runner writes it (config, matrix, metrics, COMPLETE)."""
+              scenario: str = "split-toy", costs: dict | None = None, probe: dict | None = None,
+              base: dict | None = None) -> Path:
+    """A complete run folder as the runner writes it (config, matrix, metrics, COMPLETE); `base`: the
+    config's "strategy" entry (name, options, role), which older runs lack."""
     path = results.run_dir(out, scenario, strategy, seed)
     R, before = np.array(R, dtype=float), np.array(before, dtype=float)
     T = R.shape[0]
     config = {"format_version": 1, "run_name": strategy,
               "spec": {"scenario": scenario, "strategy": strategy, "seed": seed},
               "scenario": {"experiences": [{"label": f"{2 * j},{2 * j + 1}"} for j in range(T)]}}
+    if base is not None:
+        config["strategy"] = base
     results.atomic_write_json(path / "config.json", config)
     results.atomic_write_text(path / "accuracy_matrix.csv", results.matrix_to_csv(before, R))
     metrics = {"train_seconds": 10.0 + seed, "samples_per_second": 1000.0 * (seed + 1),
@@ -86,17 +90,23 @@ def test_step_interference_and_its_summary(store: Path) -> None:
     assert summary["max_interference_mean"] == pytest.approx(0.4)
 
 
-def test_markdown_bolds_the_best_and_marks_references(tmp_path: Path) -> None:
+def test_markdown_bolds_the_best_and_the_tied_and_marks_references(tmp_path: Path) -> None:
     for (strategy, seed), R in RUNS.items():
         fabricate(tmp_path, strategy, seed, R, BEFORE)
+    for seed in range(3):  # ACC 0.5 on every seed: 0.2, 0.3, 0.4 below replay, paired p = 0.035
+        fabricate(tmp_path, "ewc", seed, [[0.8, 0.0], [0.4, 0.6]], BEFORE)
     fabricate(tmp_path, "joint", 0, [[np.nan, np.nan], [0.95, 0.95]], BEFORE)
-    md = tables.markdown(tables.forgetting_table(tables.load(tmp_path).frame))
-    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines()[2:]}
-    assert "**80.0 ± 10.0**" in rows["replay"]  # best ACC among continual methods
-    assert "55.0 ± 0.0" in rows["naive"] and "**55.0" not in rows["naive"]
-    assert "joint†" in rows and "**" not in rows["joint†"].split(" | ")[1]  # a reference is never bold
-    assert "| 95.0 | – |" in rows["joint†"]  # no learning accuracy without a stream
-    assert "2.0 KiB" in rows["naive"] and "5,000" in rows["naive"]
+    table = tables.forgetting_table(tables.load(tmp_path).frame)
+    md = tables.markdown(table)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in md.splitlines()[2:]}
+    assert rows["replay"][1].startswith("**80.0 ± 10.0** [55.2, 104.8]")  # the best ACC
+    assert rows["naive"][1] == "**55.0 ± 0.0** [55.0, 55.0]"  # tied: p = 0.156 on the 2 paired seeds
+    assert rows["ewc"][1] == "50.0 ± 0.0 [50.0, 50.0]"  # p = 0.035: not tied
+    assert "**" not in rows["joint†"][1] and rows["joint†"][1] == "95.0"  # a reference is never bold
+    assert rows["joint†"][2] == "–"  # no learning accuracy without a stream
+    assert rows["naive"][-1].startswith("2.0 KiB")
+    costs = tables.markdown(table, tables.COST_COLUMNS, equal_bytes=False)
+    assert "5,000" in costs and "Raw inputs" not in costs  # no run recorded memory by kind
 
 
 def test_latex_is_booktabs_with_math_cells(store: Path) -> None:
@@ -105,14 +115,16 @@ def test_latex_is_booktabs_with_math_cells(store: Path) -> None:
     lines = tex.splitlines()
     assert lines[0] == r"\begin{table}[t]" and lines[-1] == r"\end{table}"
     assert r"\caption{Split 50\% toy}" in tex and r"\label{tab:toy}" in tex
-    assert r"\begin{tabular}{lrrrrrrrrr}" in tex
+    assert r"\begin{tabular}{lrrrrrrrr}" in tex
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
-    assert r"Method & ACC (\%) & Learning acc. (\%)" in tex
+    assert r"Method & ACC (\%) & Learning acc. (\%) & BWT (\%) & Forgetting (\%) & FWT (\%) & AIA (\%)" in tex
     replay = next(line for line in lines if line.startswith("replay &"))
     cells = [c.strip() for c in replay.removesuffix(r"\\").split("&")]
-    assert cells[1] == r"$\mathbf{80.0 \pm 10.0}$"
-    assert cells[8] == "$5{,}000$" and cells[9] == r"$2.0\,\mathrm{KiB}$"
+    assert cells[1] == r"$\mathbf{80.0 \pm 10.0}$ {\scriptsize $[55.2, 104.8]$}"
+    assert cells[8] == r"$2.0\,\mathrm{KiB}$"
     assert replay.endswith(r" \\")
+    costs = tables.latex(tables.forgetting_table(tables.load(store).frame), tables.COST_COLUMNS)
+    assert "$5{,}000$" in costs
 
 
 def test_latex_escapes_names_and_daggers_references(tmp_path: Path) -> None:
@@ -135,7 +147,7 @@ def test_probe_tables_from_stored_interference(tmp_path: Path) -> None:
     assert summary["negative_share_mean"] == pytest.approx(1.0)
     assert len(loaded.projections) == 4
     made = tables.scenario_tables(loaded, "split-toy")
-    assert set(made) == {"forgetting", "step_interference", "gradient_conflict", "operator_separation"}
+    assert set(made) == {"forgetting", "costs", "step_interference", "gradient_conflict", "operator_separation"}
 
 
 def test_broken_and_unfinished_runs_are_skipped_by_name(store: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -95,4 +95,8 @@ def list_command(plugin: Plugins = None) -> None:
             options = entry.option_defaults()
             if options:
                 typer.echo("      options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+            budget = entry.budget
+            if budget is not None:
+                per = "per experience" if budget.per == "experience" else "in all"
+                typer.echo(f"      a memory budget sizes: {budget.option} (items {per})")
         typer.echo("")

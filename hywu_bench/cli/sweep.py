@@ -101,11 +101,11 @@ def _print_rendered(rendered: Any) -> None:
 @user_errors
 def compare_command(
     scenario: Annotated[str, typer.Option(help="Scenario name (see `hywu-bench list`).")],
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu.")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu; a strategy's variants in brackets, each run stored under its own name: replay\\[mem_size=100,500] (replay-mem_size100, replay-mem_size500), ';' between keys for a cartesian product: replay\\[mem_size=100,500;buffer=class,experience].")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds or ranges, e.g. 0,1,2 or 0-4.")] = "0,1,2",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
     device: Device = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable. memory_budget=1.4MiB sizes every rehearsal method's memory to those bytes; memory_budget=match:STRATEGY runs STRATEGY first and gives the others its stored bytes, seed by seed.")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     overwrite: Overwrite = False,
     plugin: Plugins = None,
@@ -117,6 +117,9 @@ def compare_command(
 
     Complete runs already on disk are reused, so an interrupted compare resumes where it stopped. Runs
     execute here (--executor local), on SLURM through submitit, or on a Ray cluster.
+
+    Equal memory: --set memory_budget=match:hywu runs hywu first, then every other strategy with hywu's
+    stored bytes of the same seed as its budget (docs/memory.md).
     """
     options = executor_options(executor, executor_opt, workers, executor_config)
     from hywu_bench.executors import make_executor
@@ -125,9 +128,11 @@ def compare_command(
     load_plugins(plugin)
     from hywu_bench import sweep
 
-    names, seed_list = _csv(strategies, "strategies"), parse_seeds(seeds)
+    from hywu_bench.variants import parse_all, split_top_level
+
+    names, seed_list = split_top_level(strategies), parse_seeds(seeds)
     flags = {"epochs": epochs, "device": device}
-    progress = GridProgress(len(names) * len(seed_list), quiet)
+    progress = GridProgress(len(parse_all(names)) * len(seed_list), quiet)
     try:
         result = sweep.compare(scenario, names, seed_list, out, sets=set_ or [], flags=flags, executor=runner,
                                listener=progress, overwrite=overwrite)

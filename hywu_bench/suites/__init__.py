@@ -1,6 +1,7 @@
 """Suites: the comparisons behind `hywu-bench paper`, declared in TOML (the shipped one: `paper.toml` here).
 
-A suite declares, per scale, the scenarios, strategies, seeds and settings that `run_suite` compares
+A suite declares, per scale, the scenarios, strategies (variants too: `replay[mem_size=100,500]`), seeds and
+settings (`memory_budget=match:hywu` too) that `run_suite` compares
 (resumably) before rendering every table, figure and REPORT.md, and optionally where they run (an
 `[SCALE.executor]` table: `kind = "slurm"` and the executor's keys, which command-line flags override).
 """
@@ -12,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from hywu_bench import results
+from hywu_bench import results, variants
 from hywu_bench.errors import UserError
 from hywu_bench.pages import render
-from hywu_bench.sweep import CompareResult, ExecutorOptions, Listener, grid, make_executor, run_specs
+from hywu_bench.sweep import CompareResult, ExecutorOptions, Listener, make_executor, run_planned
+from hywu_bench.sweep import plan as plan_grid
 
 SUITES = Path(__file__).parent
 
@@ -39,7 +41,7 @@ class SuitePlan:
 
     @property
     def n_runs(self) -> int:
-        return sum(len(e.strategies) * len(e.seeds) for e in self.entries)
+        return sum(len(variants.parse_all(e.strategies)) * len(e.seeds) for e in self.entries)
 
 
 def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
@@ -69,8 +71,9 @@ def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
         if item["scenario"] not in SCENARIOS:
             plan.notes.append(f"scenario '{item['scenario']}' is not registered here; left out")
             continue
-        available = [s for s in item["strategies"] if s in STRATEGIES]
-        missing = [s for s in item["strategies"] if s not in STRATEGIES]
+        base = {s: variants.parse_all([s])[0].strategy for s in item["strategies"]}  # replay[mem_size=..] -> replay
+        available = [s for s in item["strategies"] if base[s] in STRATEGIES]
+        missing = [s for s in item["strategies"] if base[s] not in STRATEGIES]
         if missing:
             plan.notes.append(f"{item['scenario']}: strategies {', '.join(missing)} are not registered here; left out")
         plan.entries.append(SuiteEntry(item["scenario"], available, [int(s) for s in item.get("seeds", [0])],
@@ -93,9 +96,9 @@ def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, d
         options = replace(options, workers=workers or plan.workers)
     runner = make_executor(options, plugins)
     results.check_writable(out)
-    specs = [spec for entry in plan.entries  # every grid is built (and checked) before anything runs
-             for spec in grid(entry.scenario, entry.strategies, entry.seeds, entry.sets, {"device": device})]
-    outcomes = run_specs(specs, out, runner, listener, overwrite)  # one submission for the whole suite
+    planned = [p for entry in plan.entries  # every grid is built (and checked) before anything runs
+               for p in plan_grid(entry.scenario, entry.strategies, entry.seeds, entry.sets, {"device": device})]
+    outcomes = run_planned(planned, out, runner, listener, overwrite)  # one submission (two with match:)
     folders = list(dict.fromkeys(o.spec.scenario_label for o in outcomes))
     rendered = render(out, folders, title=plan.title, intro=plan.intro)
     return CompareResult(outcomes, rendered, time.perf_counter() - t0)

@@ -15,6 +15,9 @@ an option (`--set strategy.KEY=VALUE`).
 | lwf        | learning without forgetting (distillation)        | Li & Hoiem 2016                    |
 | si         | synaptic intelligence                             | Zenke et al. 2017                  |
 | agem       | averaged gradient episodic memory                 | Chaudhry et al. 2019               |
+
+A memory budget (`--set memory_budget=1.4MiB`) sizes replay's `mem_size` and A-GEM's `patterns_per_exp`
+(`budget=Budget(...)` below; docs/memory.md); the others keep what they keep and are marked over or under.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from hywu_bench.memory import Budget
 from hywu_bench.registry import ALL_SETTINGS, STRATEGIES
 
 BUILD = "strategies.baselines.strategy:"
@@ -74,7 +78,8 @@ STRATEGIES.register("joint", help="offline training on all experiences at once (
 STRATEGIES.register("cumulative", help="retrain on all data seen so far at every experience",
                     settings=ALL_SETTINGS, options=NoOptions, builder=BUILD + "build_cumulative", role="reference")
 STRATEGIES.register("replay", help="experience replay with a balanced buffer of raw inputs",
-                    settings=ALL_SETTINGS, options=ReplayOptions, builder=BUILD + "build_replay")
+                    settings=ALL_SETTINGS, options=ReplayOptions, builder=BUILD + "build_replay",
+                    budget=Budget("mem_size", item_extra=4))  # + Avalanche's float32 reservoir weight per item
 STRATEGIES.register("ewc", help="elastic weight consolidation (Kirkpatrick et al. 2017)",
                     settings=ALL_SETTINGS, options=EWCOptions, builder=BUILD + "build_ewc")
 STRATEGIES.register("si", help="synaptic intelligence (Zenke et al. 2017)",
@@ -82,4 +87,5 @@ STRATEGIES.register("si", help="synaptic intelligence (Zenke et al. 2017)",
 STRATEGIES.register("lwf", help="learning without forgetting: distil the previous model (Li & Hoiem 2016)",
                     settings=ALL_SETTINGS, options=LwFOptions, builder=BUILD + "build_lwf")
 STRATEGIES.register("agem", help="averaged gradient episodic memory (Chaudhry et al. 2019)",
-                    settings=ALL_SETTINGS, options=AGEMOptions, builder=BUILD + "build_agem")
+                    settings=ALL_SETTINGS, options=AGEMOptions, builder=BUILD + "build_agem",
+                    budget=Budget("patterns_per_exp", per="experience"))

@@ -10,7 +10,10 @@ from avalanche.training.plugins import AGEMPlugin, EWCPlugin, LwFPlugin, ReplayP
 from avalanche.training.storage_policy import ClassBalancedBuffer, ExperienceBalancedBuffer
 from torch import nn
 
-from hywu_bench.training import CheckpointMixin, HarnessTemplate, PrecisionMixin, TensorLoadersMixin, TrainingSetup
+from hywu_bench.data import dataset_tensors
+from hywu_bench.memory import MemoryBytes
+from hywu_bench.training import (CheckpointMixin, HarnessTemplate, PrecisionMixin, TensorLoadersMixin, TrainingSetup,
+                                 tensor_bytes)
 from strategies.baselines import AGEMOptions, EWCOptions, LwFOptions, NoOptions, ReplayOptions, SIOptions
 
 
@@ -44,6 +47,11 @@ class CumulativeTemplate(HarnessTemplate):
         exp = self.experience.dataset
         self.dataset = exp if self.dataset is None else self.dataset.concat(exp)
         self.adapted_dataset = self.dataset.train()
+
+    def memory_bytes(self) -> MemoryBytes:
+        """Every input seen so far, with its label and condition token."""
+        tensors = dataset_tensors(self.dataset) if self.dataset is not None else None
+        return super().memory_bytes() + MemoryBytes(raw_inputs=tensor_bytes((tensors or [])[:-1]))
 
     def strategy_state(self) -> dict[str, Any]:
         from hywu_bench.checkpoint import to_plain

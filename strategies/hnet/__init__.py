@@ -17,8 +17,9 @@ has the lowest entropy (von Oswald et al.'s HNET+ENT); each embedding then predi
 of its own experience (a head restricted to the task's classes, as their multi-head setup), both in
 training and in inference, so it also runs class- and domain-incremental streams.
 
-Memory kept (`stored_memory_bytes`): the task embeddings, their task labels and class masks, and the
-snapshots of h's outputs. The hypernetwork itself is the learner, as the naive baseline's weights are.
+Memory (`memory_bytes()`, docs/memory.md): the snapshots of h's outputs are stored (`model_state`); the
+hypernetwork, the task embeddings and their task labels and class masks are parameters of the deployed
+model (`extra_parameters`).
 
 The model is in `strategy.py`, imported only when a run starts.
 """

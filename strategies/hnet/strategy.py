@@ -8,11 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from hywu_bench.errors import UserError
-from hywu_bench.training import TrainingSetup
+from hywu_bench.memory import MemoryBytes
+from hywu_bench.training import TrainingSetup, module_bytes, tensor_bytes
 from strategies.hywu.generator import GeneratorConfig, build_generator
 from strategies.lowrank import Factors, use_factors
 from strategies.hnet import HNetOptions
-from strategies.lora.strategy import FrozenBase, LoRATemplate, make_template, tensor_bytes
+from strategies.lora.strategy import FrozenBase, LoRATemplate, make_template
 
 NO_TASK = -1
 
@@ -146,8 +147,12 @@ class HNetModel(FrozenBase):
         return out.masked_fill(~self.embedding_classes[chosen], -1e4)
 
     # -- memory and state ----------------------------------------------------------------------------
-    def stored_memory_bytes(self) -> int:
-        return tensor_bytes([*self.embeddings, self.embedding_task, self.embedding_classes, self.snapshots])
+    def memory_bytes(self) -> MemoryBytes:
+        """The snapshots of h's outputs: model state. The hypernetwork, the task embeddings and the task
+        label and class mask of each (read at test time): extra parameters of the deployed model."""
+        extra = module_bytes(self.generator) + tensor_bytes([*self.embeddings, self.embedding_task,
+                                                             self.embedding_classes])
+        return MemoryBytes(model_state=tensor_bytes([self.snapshots]), extra_parameters=extra)
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Grow the embeddings and buffers to the saved ones first; loaded embeddings are finished ones."""

@@ -45,7 +45,8 @@ from torch import Tensor, nn
 
 from hywu_bench.data import dataset_tensors
 from hywu_bench.errors import UserError
-from hywu_bench.training import HarnessTemplate, TrainingSetup
+from hywu_bench.memory import MemoryBytes
+from hywu_bench.training import HarnessTemplate, TrainingSetup, module_bytes
 from strategies.hywu.generator import GeneratorConfig, delta_gram, slice_factors
 from strategies.hywu.memory import FunctionalMemory, herding
 from strategies.hywu.model import HYWUModel
@@ -239,8 +240,13 @@ class HYWUStrategy(HarnessTemplate):
         self.model.train(was_training)
         self.memory.set_snapshot(self.model.generator.pack(factors))
 
-    def stored_memory_bytes(self) -> int:
-        return self.memory.nbytes() + super().stored_memory_bytes()
+    def memory_bytes(self) -> MemoryBytes:
+        """Anchors: derived; the snapshot of generated updates: model state; the generator and the condition
+        encoder's own parameters (task embeddings, projection): extra parameters of the deployed model."""
+        extra = module_bytes(self.model.generator) + module_bytes(self.model.condition)
+        own = MemoryBytes(derived=self.memory.anchor_bytes(), model_state=self.memory.snapshot_bytes(),
+                          extra_parameters=extra)
+        return super().memory_bytes() + own
 
     def memory_report(self) -> dict[str, Any]:
         return {"anchors": len(self.memory), "anchor_kind": self.model.condition.anchor_kind(),

@@ -23,10 +23,10 @@ and `olora`: the base already learnt it, and an untrained adapter would only add
 O-LoRA, a random subspace that later adapters must avoid).
 
 An adapter is frozen when the next experience begins (so the runner's trainable-parameter count after an
-experience is what that experience trained). `stored_memory_bytes()` counts the state that grows with
-every experience: all per-experience adapters (and, in `hnet`, the task embeddings and the snapshots of
-the hypernetwork's outputs). The one shared adapter of `lora` is the learner itself, of fixed size, and
-counts as nothing, as the naive baseline's weights do.
+experience is what that experience trained). Memory (`memory_bytes()`, docs/memory.md): every adapter,
+the one shared adapter of `lora` too, is a parameter of the deployed model (`extra_parameters`; with
+`lora-per-task`'s table of the task label each adapter serves); nothing is stored for the past, so
+`stored_memory_bytes()` is 0. (`hnet` stores the snapshots of its hypernetwork's outputs.)
 
 The models and templates are in `strategy.py`, imported only when a run starts.
 """

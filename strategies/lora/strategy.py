@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from hywu_bench.data import dataset_tensors
-from hywu_bench.training import HarnessTemplate, TrainingSetup
+from hywu_bench.memory import MemoryBytes
+from hywu_bench.training import HarnessTemplate, TrainingSetup, tensor_bytes
 from strategies.lora import LoRAOptions, OLoRAOptions
 from strategies.lowrank import Factors, inject, site_shapes, use_factors
 
@@ -17,10 +18,6 @@ from strategies.lowrank import Factors, inject, site_shapes, use_factors
 def site_key(name: str) -> str:
     """A site name as a ParameterDict key (keys cannot contain dots): 'layer4.1.conv2' -> 'layer4-1-conv2'."""
     return name.replace(".", "-")
-
-
-def tensor_bytes(tensors: Any) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 class LoRAAdapter(nn.Module):
@@ -98,8 +95,9 @@ class FrozenBase(nn.Module):
         """The method's regulariser on the current minibatch's training step (None: none)."""
         return None
 
-    def stored_memory_bytes(self) -> int:
-        return 0
+    def memory_bytes(self) -> MemoryBytes:
+        """What the method adds to the base, by kind (the head is the base's own)."""
+        return MemoryBytes()
 
 
 class AdapterModel(FrozenBase):
@@ -117,9 +115,9 @@ class AdapterModel(FrozenBase):
         self.adapter_task = torch.cat([self.adapter_task, torch.tensor([task], device=self.adapter_task.device)])
         return adapter
 
-    def stored_memory_bytes(self) -> int:
-        """Every per-experience adapter is kept for good (the shared `lora` overrides this)."""
-        return tensor_bytes(p for a in self.adapters for p in a.parameters())
+    def memory_bytes(self) -> MemoryBytes:
+        """Every adapter is a parameter of the deployed model: extra parameters, nothing stored."""
+        return MemoryBytes(extra_parameters=tensor_bytes(p for a in self.adapters for p in a.parameters()))
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Grow the adapter list to the saved one first; every loaded adapter of a per-experience model is
@@ -150,15 +148,16 @@ class SharedLoRAModel(AdapterModel):
     def after_load(self) -> None:
         pass  # the one adapter keeps training
 
-    def stored_memory_bytes(self) -> int:
-        return 0  # one adapter of fixed size, the learner itself: nothing is kept per experience
-
 
 class PerTaskLoRAModel(AdapterModel):
     """`lora-per-task`: one adapter per task label, chosen per instance by the label (an oracle).
 
     A label with no adapter (a task not trained yet, or the warm-start task) runs the bare base.
     """
+
+    def memory_bytes(self) -> MemoryBytes:
+        """The adapters and the task label each one serves (read at test time to pick it)."""
+        return super().memory_bytes() + MemoryBytes(extra_parameters=tensor_bytes([self.adapter_task]))
 
     def begin_experience(self, task: int, classes: list[int], trains: bool) -> None:
         for a in self.adapters:
@@ -285,8 +284,8 @@ class LoRATemplate(HarnessTemplate):
         self.model.end_experience()
         super()._after_training_exp(**kwargs)
 
-    def stored_memory_bytes(self) -> int:
-        return super().stored_memory_bytes() + self.model.stored_memory_bytes()
+    def memory_bytes(self) -> MemoryBytes:
+        return super().memory_bytes() + self.model.memory_bytes()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the method learnt and keeps: base, head, adapters (and embeddings, snapshots)."""
