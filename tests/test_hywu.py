@@ -162,7 +162,7 @@ def _strategy(warm_started: bool = True, **options) -> HYWUStrategy:
 
 @pytest.mark.parametrize("generator", ["bank", "mlp"])
 def test_regulariser_is_zero_after_a_snapshot_and_grows_when_the_generator_moves(generator):
-    strategy = _strategy(generator=generator)
+    strategy = _strategy(generator=generator, beta=1.0)
     scenario = _stream()
     strategy.train(scenario.train_stream[0])  # stores anchors, snapshots
     index = torch.arange(len(strategy.memory))
@@ -219,12 +219,12 @@ def test_inline_condition_equals_a_separate_features_pass():
 
 
 def test_state_round_trips_with_anchors_and_snapshot(tmp_path):
-    strategy = _strategy()
+    strategy = _strategy(beta=1.0)
     scenario = _stream()
     for exp in scenario.train_stream:
         strategy.train(exp)
     torch.save(strategy.state_dict(), tmp_path / "hywu.pt")
-    other = _strategy()
+    other = _strategy(beta=1.0)
     other.load_state_dict(torch.load(tmp_path / "hywu.pt", weights_only=True))
     x = torch.rand(6, *SHAPE)
     strategy.model.eval(), other.model.eval()
@@ -242,7 +242,10 @@ def test_other_conditions_train_and_label_their_anchors(condition, kind):
     for exp in _stream().train_stream:
         strategy.train(exp)
     assert strategy.memory_report()["anchor_kind"] == kind
-    assert strategy.last_regulariser is not None and float(strategy.last_regulariser) >= 0
+    rehearsed = "features" in condition  # features read at fc1 can be run on; inputs and task ids cannot
+    assert (strategy.last_anchor_loss is not None) == rehearsed
+    assert (strategy.last_regulariser is not None) == (not rehearsed)  # the regulariser where rehearsal cannot go
+    assert float(strategy.last_anchor_loss if rehearsed else strategy.last_regulariser) >= 0
     factors = strategy.model.generate(strategy.memory.raw(torch.arange(6), "cpu"))
     assert 0 <= float(strategy.collapse_penalty(factors)) <= 1 + 1e-5  # 1: all updates parallel
 
