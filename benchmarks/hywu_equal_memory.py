@@ -64,8 +64,10 @@ def main() -> None:
     hywu_sets = [f"strategy.{kv}" for kv in args.hywu_set]
 
     def spec(scenario: str, strategy: str, seed: int, name: str, sets: list[str]):
-        return resolve_spec(flags={"scenario": scenario, "strategy": strategy, "seed": seed, "name": name},
-                            sets=[*args.sets, *sets])
+        flags = {"scenario": scenario, "strategy": strategy, "seed": seed}
+        if name != strategy:  # a strategy's own name is left unset, so `compare` finds and reuses the run
+            flags["name"] = name
+        return resolve_spec(flags=flags, sets=[*args.sets, *sets])
 
     first = [spec(sc, "hywu", s, args.name, hywu_sets) for sc in scenarios for s in seeds]
     first += [spec(sc, "replay", s, "replay", []) for sc in scenarios for s in seeds]
