@@ -310,11 +310,14 @@ def test_layout_condition_layer_frozen_later_layers_and_the_head_adapted():
     assert resolve_layout(mlp, (), True, "auto") == (("fc2", "head"), "fc1")
     assert resolve_layout(mlp, (), False, "auto") == (("fc2",), "fc1")
     assert resolve_layout(mlp, ("fc1", "fc2"), False, "auto") == (("fc1", "fc2"), "auto")  # as given
-    cnn = build_backbone("cnn", (1, 28, 28), 4, seed=0)
-    assert resolve_layout(cnn, (), True, "auto") == (("conv2", "fc1", "head"), "conv1")
+    cnn = build_backbone("cnn", (1, 28, 28), 4, seed=0)  # the first Linear: flat anchors, rehearsable
+    assert resolve_layout(cnn, (), True, "auto") == (("head",), "fc1")
+    assert resolve_layout(cnn, (), True, "conv1") == (("conv2", "fc1", "head"), "conv1")
+    resnet = build_backbone("resnet18", (3, 32, 32), 4, seed=0)  # convolutions only: the first of them
+    assert resolve_layout(resnet, (), True, "auto") == (("layer4.1.conv1", "layer4.1.conv2", "head"), "layer4.0.conv2")
     plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 4))
     assert resolve_layout(plain, (), True, "auto") == (("3",), "1")
-    with pytest.raises(ValueError, match="no adapter sites.*besides the condition layer '1'"):
+    with pytest.raises(ValueError, match="no adapter sites.*after the condition layer '1'"):
         resolve_layout(plain, (), False, "auto")
 
 
@@ -405,3 +408,11 @@ def test_a_run_without_the_shared_warm_start_learns_every_experience(tmp_path):
 
     record = run(resolve_spec(flags=dict(strategy="hywu", warm_start=False)), out=tmp_path)
     assert min(record.R[j, j] for j in range(5)) > 0.5, record.R  # the base learnt experience 0 itself
+
+
+def test_a_cnn_reads_its_condition_at_its_hidden_linear_and_rehearses():
+    model = build_backbone("cnn", SHAPE, 4, seed=0)
+    strategy = HYWUStrategy(model=model, options=HYWUOptions(hidden=16, bank_size=4), warm_started=True,
+                            evaluator=quiet_evaluator(), device="cpu")
+    assert list(strategy.model.sites) == ["head"] and strategy.model.condition.reader.layer == "fc1"
+    assert strategy.model.rehearsable(torch.rand(4, *SHAPE)) and strategy.beta == 0.0

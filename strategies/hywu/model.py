@@ -12,9 +12,10 @@ than the penultimate features of a base trained on the first experience only (on
 split-digits, class-incremental, frozen head: 0.93 accuracy with `fc1` against 0.60 with `penultimate`).
 
 Layout (`resolve_layout`): the candidate layers are the model's `adapter_sites`, else every Linear and
-Conv2d but the output layer (as peft's `all-linear` leaves out the output layer). The first candidate
-reads the condition and stays frozen; the generator adapts the others, and the output layer with
-`head=True`. Sites given by name are adapted as given, with the condition read at the first of them.
+Conv2d but the output layer (as peft's `all-linear` leaves out the output layer). The first Linear among
+them (else the first of them) reads the condition and stays frozen; the generator adapts the candidates
+after it, and the output layer with `head=True`. Sites given by name are adapted as given, with the
+condition read at the first of them.
 
 Rehearsal through the model: when the condition is a Linear's output that every path to the logits goes
 through, and every site runs after it ("rehearsable"), a stored anchor is that layer's output for its
@@ -68,24 +69,30 @@ def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool, condition
     """(site patterns, condition layer).
 
     Sites given are used as they are, and `condition_layer="auto"` is then the first of them (read from its
-    base output). Otherwise the candidates are the model's `adapter_sites`, else `default_sites`; the first
-    of them in module order (or the `condition_layer` named) reads the condition and stays frozen, the rest
-    are adapted, so that anchors can be run from the condition layer on. `head` adds the output layer."""
+    base output). Otherwise the candidates are the model's `adapter_sites`, else `default_sites`, in module
+    order; the condition layer (`condition_layer`, or by default the first Linear among them, else the
+    first of them) stays frozen, and the candidates after it are adapted. A Linear's output is a flat
+    vector, so anchors read there can be run on through the adapted layers (rehearsal). `head` adds the
+    output layer."""
     if sites:
         patterns, layer = tuple(sites), condition_layer
     else:
         declared = set(getattr(model, "adapter_sites", ())) or set(default_sites(model))
-        candidates = [name for name, _ in _layers(model) if name in declared]
+        layers = _layers(model)
+        candidates = [name for name, _ in layers if name in declared]
         if not candidates:
             raise ValueError(f"{type(model).__name__} has no Linear or Conv2d layer besides its output layer "
                              f"'{output_layer(model)}'; pass sites=(...)")
-        layer = candidates[0] if condition_layer == "auto" else condition_layer
-        patterns = tuple(name for name in candidates if name != layer)
+        linear = [name for name, m in layers if name in declared and isinstance(m, nn.Linear)]
+        layer = (linear or candidates)[0] if condition_layer == "auto" else condition_layer
+        order = [name for name, _ in layers]
+        after = order.index(layer) if layer in order else -1
+        patterns = tuple(name for name in candidates if order.index(name) > after)
     if head:
         name = output_layer(model)
         patterns += () if name in patterns else (name,)
     if not patterns:
-        raise ValueError(f"no adapter sites in {type(model).__name__} besides the condition layer '{layer}'; "
+        raise ValueError(f"no adapter sites in {type(model).__name__} after the condition layer '{layer}'; "
                          "pass sites=(...) or head=True")
     return patterns, layer
 
