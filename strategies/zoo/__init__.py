@@ -32,6 +32,8 @@ def notes(m: Method) -> tuple[str, ...]:
     facts.append(f"resume: refused ({m.resume})" if m.resume else "resume: exact")
     if m.relearn_first:
         facts.append("trains experience 0 after the warm start")
+    if m.no_bf16:
+        facts.append(f"precision=bf16 refused ({m.no_bf16})")
     out.append("; ".join(facts))
     hidden = [p for p in NOT_EXPOSED[m.name] if p not in PLUMBING] + [f"{k} (set by the harness)" for k in m.fixed]
     if hidden:
