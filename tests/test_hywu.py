@@ -416,3 +416,30 @@ def test_a_cnn_reads_its_condition_at_its_hidden_linear_and_rehearses():
                             evaluator=quiet_evaluator(), device="cpu")
     assert list(strategy.model.sites) == ["head"] and strategy.model.condition.reader.layer == "fc1"
     assert strategy.model.rehearsable(torch.rand(4, *SHAPE)) and strategy.beta == 0.0
+
+
+def test_a_run_without_the_shared_warm_start_resumes_exactly_after_a_crash(tmp_path):
+    """The checkpoint after experience 1 was written with the generator's optimizer: a fresh strategy (still
+    in its base phase) must switch before the optimizer state is loaded."""
+    from hywu_bench.config import resolve_spec
+    from hywu_bench.runner import run
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterSecond:
+        def start(self, spec, info): ...
+        def epoch(self, experience, epoch, n_epochs): ...
+        def finish(self): ...
+
+        def experience(self, experience, accuracies, seconds):
+            if experience == 1:
+                raise Crash
+
+    def spec():
+        return resolve_spec(flags=dict(strategy="hywu", epochs=2, warm_start=False))
+
+    with pytest.raises(Crash):
+        run(spec(), tmp_path / "crashed", reporter=CrashAfterSecond())
+    resumed = run(spec(), tmp_path / "crashed", resume=True)
+    assert (resumed.R == run(spec(), tmp_path / "reference").R).all()

@@ -113,7 +113,8 @@ def test_user_streams_take_a_strategys_tuned_lr_and_the_user_wins(monkeypatch):
     from hywu_bench.settings import resolve_hyperparameters
 
     load_builtins()
-    monkeypatch.setitem(STRATEGIES._entries, "hywu", replace(STRATEGIES.get("hywu"), tuned={"preference": {"lr": 2e-3}}))
+    entry = replace(STRATEGIES.get("hywu"), tuned={"preference": {"lr": 2e-3}})  # a table as HY-WU once had
+    monkeypatch.setitem(STRATEGIES._entries, "hywu", entry)
     scenario = SCENARIOS.build("preference-digits", RunSpec(scenario="preference-digits"))
     tuned = resolve_hyperparameters(RunSpec(scenario="preference-digits", strategy="hywu"), scenario.info)
     assert tuned.strategy_options == {"lr": 2e-3}

@@ -65,7 +65,8 @@ def default_sites(model: nn.Module) -> tuple[str, ...]:
                  and (isinstance(m, nn.Linear) or (m.groups == 1 and m.padding_mode == "zeros")))
 
 
-def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool, condition_layer: str) -> tuple[tuple[str, ...], str]:
+def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool,
+                   condition_layer: str) -> tuple[tuple[str, ...], str]:
     """(site patterns, condition layer).
 
     Sites given are used as they are, and `condition_layer="auto"` is then the first of them (read from its

@@ -128,7 +128,8 @@ class HYWUStrategy(HarnessTemplate):
         self.training_base = False
         self.optimizer = self._generator_optimizer(model)
         self.optimized_param_id = None  # Avalanche gathers the parameters into the new optimizer afresh
-        log.info("HY-WU froze the base after training it on experience %s", getattr(self.experience, "current_experience", "?"))
+        log.info("HY-WU froze the base after training it on experience %s",
+                 getattr(self.experience, "current_experience", "?"))
 
     def _after_model_load(self, module: nn.Module, keys: Any) -> None:
         if self.training_base and bool(self.model.base_frozen):  # a checkpoint written after the base phase
