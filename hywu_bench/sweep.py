@@ -137,7 +137,9 @@ def _variant_sets(variant: variants.Variant, sets: list[str]) -> list[str]:
 
 
 def _take_match(sets: list[str]) -> tuple[list[str], str | None]:
-    """The sets without `memory_budget=match:NAME` pairs, and NAME (the last one's), or None."""
+    """The sets without `memory_budget=match:NAME` pairs, and NAME, or None. The last `memory_budget` pair
+    wins, as with any --set: a variant's own budget (`replay[memory_budget=1MiB]`, appended after the
+    grid's pairs) cancels the grid's `match:`."""
     match, kept = None, []
     for pair in sets:
         key, _, value = (t.strip() for t in pair.partition("="))
@@ -145,8 +147,10 @@ def _take_match(sets: list[str]) -> tuple[list[str], str | None]:
             match = value.split(":", 1)[1].strip()
             if not match:
                 raise UserError("memory_budget=match: names no strategy; write e.g. memory_budget=match:hywu.")
-        else:
-            kept.append(pair)
+            continue
+        if key in ("memory_budget", "strategy.memory_budget"):
+            match = None
+        kept.append(pair)
     return kept, match
 
 

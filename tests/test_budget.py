@@ -135,6 +135,14 @@ def test_match_gives_each_run_the_bytes_of_the_same_seed(tmp_path):
                                "nothing to match")
 
 
+def test_a_variants_own_budget_wins_over_the_grids_match(tmp_path):
+    planned = sweep.plan("split-digits", ["hywu", "replay", "replay[memory_budget=1KiB,2KiB]"], [0],
+                         ["memory_budget=match:hywu"])
+    budgets = {p.spec.run_name: (p.match, p.spec.memory_budget) for p in planned}
+    assert budgets == {"hywu": (None, None), "replay": ("hywu", None),
+                       "replay-memory_budget1KiB": (None, 1024), "replay-memory_budget2KiB": (None, 2048)}
+
+
 def test_match_must_name_a_run_of_the_grid(tmp_path):
     with pytest.raises(UserError, match="'ewc' is not a run of this grid"):
         sweep.plan("split-digits", ["hywu", "replay"], [0], ["memory_budget=match:ewc"])
