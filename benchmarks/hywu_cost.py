@@ -1,20 +1,27 @@
 """What HY-WU costs against the plain backbone, measured in one process on random data.
 
-For a batch of 128 on the MLP (784-256-256-10, 28x28 inputs) and the small CNN, with the strategy's
-default options (or the ones given with --set):
+On the MLP (784-256-256-10, 28x28 inputs) and the small CNN, with the strategy's default options (or the
+ones given with --set), training steps on a batch of 128, inference on the harness's evaluation batch
+(`RunSpec.eval_batch_size`, 1,024: what `hywu-bench run` evaluates with; `--eval-batch`) and on 128:
 
 - train_ratio: one HY-WU training step (forward with generated per-instance updates, cross-entropy plus
-  the functional-memory regulariser on `anchors_per_step` of 1,000 stored anchors, backward, Adam step)
-  over one naive step (forward, backward, SGD step on the whole backbone);
-- infer_ratio: HY-WU inference (condition, generator, adapted forward) over the base model's forward;
+  the functional memory on `anchors_per_step` of 1,000 stored anchors: rehearsal through the model, or
+  the regulariser where the model cannot rehearse; backward, Adam step) over one naive step (forward,
+  backward, SGD step on the whole backbone);
+- infer_ratio: HY-WU inference (condition, generator, adapted forward) over the base model's forward, at
+  the evaluation batch (`infer_ratio_at_batch_128` before it);
 - operator_speedup: the batched per-instance low-rank Linear (fc1 of the MLP, rank 4) over a Python loop
   that sends each instance through a Linear with its own merged weight W + scaling B_i A_i (the reference
   the tests compare against); the line before it gives the speedup over a loop through the same factored
   operator one instance at a time (batching alone, no merging).
 
-Timings are medians over interleaved repeats (so both sides of a ratio see the same machine load), on
+Timings are the fastest of interleaved repeats (as `timeit` advises: slower repeats measure other load,
+not the code; interleaving lets both sides of a ratio see the same machine), on
 one intra-op thread by default: at these sizes thread hand-offs dominate on a shared machine and make
-ratios unrepeatable (`--threads 0` keeps torch's default).
+ratios unrepeatable (`--threads 0` keeps torch's default). They are this process's CPU time
+(`time.process_time`), not wall time: on a shared machine the wall time of a call also counts the time
+other processes held the core, which has nothing to do with what the call costs (`--clock wall` for
+wall time).
 `infer_ratio_of_bare_operations` times the same inference on the MLP written as bare torch calls (no
 modules, hooks or checks): the part of `infer_ratio` that is arithmetic, the rest being per-call cost.
 The last three lines are the MLP's figures: `train_ratio X`, `infer_ratio Y`, `operator_speedup Z`.
@@ -25,14 +32,13 @@ The last three lines are the MLP's figures: `train_ratio X`, `infer_ratio Y`, `o
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from typing import Callable
 
 import torch
 from torch.nn import functional as F
 
-from hywu_bench.config import parse_set
+from hywu_bench.config import RunSpec, parse_set
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import STRATEGIES, load_builtins
 from hywu_bench.training import quiet_evaluator
@@ -40,20 +46,21 @@ from strategies.lowrank import LowRankLinear, use_factors
 from strategies.hywu.strategy import HYWUStrategy
 
 BATCH = 128
+CLOCK = time.process_time  # --clock wall: time.perf_counter
 N_ANCHORS = 1000  # 5 experiences x 200 anchors
 
 
 def timed(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved."""
+    """Seconds per call of each function, the fastest of `repeats` interleaved calls."""
     for fn in fns.values():  # warm-up
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[name].append(CLOCK() - t0)
+    return {k: min(v) for k, v in times.items()}
 
 
 def build_strategy(backbone: str, overrides: dict) -> tuple[torch.nn.Module, HYWUStrategy]:
@@ -62,18 +69,20 @@ def build_strategy(backbone: str, overrides: dict) -> tuple[torch.nn.Module, HYW
     naive = build_backbone(backbone, shape, 10, seed=0)
     options = STRATEGIES.options("hywu", overrides)
     strategy = HYWUStrategy(model=base, options=options, input_shape=shape, train_mb_size=BATCH,
-                            train_epochs=1, device="cpu", evaluator=quiet_evaluator())
+                            train_epochs=1, device="cpu", evaluator=quiet_evaluator(), warm_started=True)
     x = torch.rand(N_ANCHORS, *shape)
     t = torch.zeros(N_ANCHORS, dtype=torch.long)
-    strategy.memory.add(strategy.model.condition_raw(x, None, t))
+    strategy.memory.add(strategy.model.condition_raw(x, None, t), labels=torch.randint(0, 10, (N_ANCHORS,)))
     strategy.snapshot()
     return naive, strategy
 
 
-def step_costs(backbone: str, overrides: dict, repeats: int) -> tuple[float, float]:
+def step_costs(backbone: str, overrides: dict, repeats: int, eval_batch: int) -> tuple[float, float, float]:
+    """(train ratio at BATCH, infer ratio at BATCH, infer ratio at `eval_batch`)."""
     naive, strategy = build_strategy(backbone, overrides)
     x, y = torch.rand(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
     t = torch.zeros(BATCH, dtype=torch.long)
+    x_eval = torch.rand(eval_batch, 1, 28, 28)
     sgd = torch.optim.SGD(naive.parameters(), lr=0.01)
     hywu = strategy.model
 
@@ -90,19 +99,15 @@ def step_costs(backbone: str, overrides: dict, repeats: int) -> tuple[float, flo
         strategy.criterion().backward()
         strategy.optimizer.step()
 
-    def naive_infer() -> None:
-        with torch.no_grad():
-            naive(x)
-
-    def hywu_infer() -> None:
-        with torch.no_grad():
-            hywu(x, task=t)
+    @torch.no_grad()
+    def infer_ratio(inputs: torch.Tensor, n: int) -> float:
+        times = timed({"naive": lambda: naive(inputs), "hywu": lambda: hywu(inputs)}, n)
+        return times["hywu"] / times["naive"]
 
     naive.train(), hywu.train()
     train = timed({"naive": naive_step, "hywu": hywu_step}, repeats)
     naive.eval(), hywu.eval()
-    infer = timed({"naive": naive_infer, "hywu": hywu_infer}, repeats)
-    return train["hywu"] / train["naive"], infer["hywu"] / infer["naive"]
+    return train["hywu"] / train["naive"], infer_ratio(x, repeats), infer_ratio(x_eval, max(5, repeats // 3))
 
 
 def mlp_floor(repeats: int, overrides: dict) -> float | None:
@@ -189,24 +194,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="hywu option KEY=VALUE")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="time.process_time or perf_counter")
+    parser.add_argument("--eval-batch", type=int, default=RunSpec.eval_batch_size, help="inference batch")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     load_builtins()
     overrides = dict(parse_set(args.sets))
     torch.manual_seed(0)
     print(f"hywu options: {vars(STRATEGIES.options('hywu', overrides))}")
-    cnn_train, cnn_infer = step_costs("cnn", overrides, args.repeats)
+    cnn_train, cnn_infer_128, cnn_infer = step_costs("cnn", overrides, args.repeats, args.eval_batch)
     print(f"cnn train_ratio {cnn_train:.2f}")
+    print(f"cnn infer_ratio_at_batch_128 {cnn_infer_128:.2f}")
     print(f"cnn infer_ratio {cnn_infer:.2f}")
     floor = mlp_floor(args.repeats, overrides)
     if floor is not None:
         print(f"infer_ratio_of_bare_operations {floor:.2f}")
-    mlp_train, mlp_infer = step_costs("mlp", overrides, args.repeats)
+    mlp_train, mlp_infer_128, mlp_infer = step_costs("mlp", overrides, args.repeats, args.eval_batch)
     merged, factored = operator_speedups(args.repeats)
     print(f"operator_speedup_vs_factored_loop {factored:.1f}")
+    print(f"infer_ratio_at_batch_128 {mlp_infer_128:.2f}")
     print(f"train_ratio {mlp_train:.2f}")
-    print(f"infer_ratio {mlp_infer:.2f}")
+    print(f"infer_ratio {mlp_infer:.2f}  (batch {args.eval_batch})")
     print(f"operator_speedup {merged:.1f}")
 
 

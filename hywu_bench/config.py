@@ -44,7 +44,7 @@ class RunSpec:
     warm_start: bool = True  # train the backbone on experience 0 once, shared by every strategy
     device: str = "auto"  # auto | cpu | cuda[:k]
     eval_batch_size: int = 1024
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA (ignored on CPU)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: every strategy's forward passes under bf16 autocast, CUDA or CPU
     data_root: str | None = None  # None: $HYWU_BENCH_DATA, else the user cache folder
     download: bool = False  # fetch missing datasets with torchvision (needs a network)
     name: str | None = None  # run folder name; default: the strategy name

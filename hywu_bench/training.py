@@ -193,19 +193,64 @@ class CheckpointMixin:
 
 
 class PrecisionMixin:
-    """bf16 autocast of the forward pass on CUDA when the run asks for it (`--set precision=bf16`)."""
+    """The one owner of mixed precision: with `precision = "bf16"`, every forward pass of training and
+    evaluation runs under `torch.autocast(device_type, torch.bfloat16)`, on CUDA and on CPU alike.
+
+    Autocast is entered after the `before_forward` plugins and left before the `after_forward` ones,
+    around `self.forward()`, whatever a subclass does there; the output is returned to float32, so losses,
+    regularisers and plugins work in float32 (PyTorch's advice: autocast the forward pass only, not the
+    backward). An epoch that ends with an exception leaves autocast all the same.
+    """
 
     precision: str = "fp32"
+    device: torch.device
+    mb_output: Tensor
 
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        if self.precision == "bf16" and self.device.type == "cuda":
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                return super().forward(*args, **kwargs).float()
-        return super().forward(*args, **kwargs)
+    def _autocast_enter(self) -> None:
+        if self.precision != "bf16":
+            return
+        self._autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        self._autocast.__enter__()
+
+    def _autocast_exit(self) -> None:
+        context = self.__dict__.pop("_autocast", None)
+        if context is not None:
+            context.__exit__(None, None, None)
+            if isinstance(self.mb_output, Tensor) and self.mb_output.is_floating_point():
+                self.mb_output = self.mb_output.float()
+
+    def _before_forward(self, **kwargs: Any) -> None:
+        super()._before_forward(**kwargs)  # type: ignore[misc]
+        self._autocast_enter()
+
+    def _after_forward(self, **kwargs: Any) -> None:
+        self._autocast_exit()
+        super()._after_forward(**kwargs)  # type: ignore[misc]
+
+    def _before_eval_forward(self, **kwargs: Any) -> None:
+        super()._before_eval_forward(**kwargs)  # type: ignore[misc]
+        self._autocast_enter()
+
+    def _after_eval_forward(self, **kwargs: Any) -> None:
+        self._autocast_exit()
+        super()._after_eval_forward(**kwargs)  # type: ignore[misc]
+
+    def training_epoch(self, **kwargs: Any) -> None:
+        try:
+            super().training_epoch(**kwargs)  # type: ignore[misc]
+        finally:
+            self._autocast_exit()
+
+    def eval_epoch(self, **kwargs: Any) -> None:
+        try:
+            super().eval_epoch(**kwargs)  # type: ignore[misc]
+        finally:
+            self._autocast_exit()
 
 
 class HarnessTemplate(PrecisionMixin, CheckpointMixin, TensorLoadersMixin, SupervisedTemplate):
-    """SupervisedTemplate on the tensor data path, reporting its stored memory, checkpointable."""
+    """SupervisedTemplate on the tensor data path, reporting its stored memory, checkpointable, with its
+    precision owned by `PrecisionMixin`."""
 
 
 # ---------------------------------------------------------------------------------------------------

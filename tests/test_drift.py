@@ -163,17 +163,34 @@ def test_permuted_fmnist_is_subsampled_for_a_cpu(fashion_mnist):
     assert [(e.n_train, e.n_test, e.dataset) for e in s.info.experiences] == [(2000, 1000, "fashion-mnist")] * 2
 
 
-def test_rotation_and_drift_streams_recommend_hywus_tuned_generator_and_the_user_wins():
+def test_rotation_and_drift_streams_take_a_strategys_tuned_options_and_the_user_wins(monkeypatch):
+    from dataclasses import replace
+
+    from hywu_bench.registry import STRATEGIES
     from hywu_bench.settings import resolve_hyperparameters
 
     load_builtins()
+    tuned_options = {"generator": "mlp", "beta": 20.0, "anchors_per_step": 128}  # a table as HY-WU once had
+    entry = STRATEGIES.get("hywu")
+    monkeypatch.setitem(STRATEGIES._entries, "hywu", replace(entry, tuned={"rotated": tuned_options,
+                                                                          "drift": tuned_options}))
     for name in ("rotated-digits", "drift-digits"):
         info = SCENARIOS.build(name, RunSpec(scenario=name)).info
         tuned = resolve_hyperparameters(RunSpec(scenario=name, strategy="hywu"), info)
-        assert tuned.strategy_options == {"generator": "mlp", "beta": 20.0, "anchors_per_step": 128}
+        assert tuned.strategy_options == tuned_options
         mine = RunSpec(scenario=name, strategy="hywu", strategy_options={"generator": "bank", "beta": 3.0})
         assert resolve_hyperparameters(mine, info).strategy_options == {"generator": "bank", "beta": 3.0,
                                                                          "anchors_per_step": 128}
         assert resolve_hyperparameters(RunSpec(scenario=name, strategy="replay"), info).strategy_options == {}
     permuted = RunSpec(scenario="permuted-digits", strategy="hywu")
     assert resolve_hyperparameters(permuted, SCENARIOS.build("permuted-digits", permuted).info).strategy_options == {}
+
+
+def test_hywus_own_table_recommends_nothing_on_rotation_and_drift_streams():
+    """The defaults with rehearsal match the earlier mlp setting there (strategies/hywu/options.py)."""
+    from hywu_bench.settings import resolve_hyperparameters
+
+    load_builtins()
+    for name in ("rotated-digits", "drift-digits"):
+        info = SCENARIOS.build(name, RunSpec(scenario=name)).info
+        assert resolve_hyperparameters(RunSpec(scenario=name, strategy="hywu"), info).strategy_options == {}

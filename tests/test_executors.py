@@ -92,6 +92,7 @@ def test_submitit_local_matches_local_and_a_killed_job_is_redone_alone(tmp_path,
     assert list((default_jobs_folder(out) / "submitit").glob("*/*_result.pkl"))  # submitit's live beside it
 
 
+@pytest.mark.slow  # a real SIGUSR2 requeue through submitit: ~40 s on 2 cores
 def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     spec = resolve_spec(flags=dict(strategy="naive", epochs=100, device="cpu"))
     out = tmp_path / "results"

@@ -46,6 +46,7 @@ def test_ray_grid_matches_local_with_files_returned_to_the_driver(tmp_path, ray_
     assert not leftovers  # the tasks' scratch copies are gone once returned
 
 
+@pytest.mark.slow  # the returned-files path is the default suite's Ray grid
 def test_ray_tasks_write_into_a_shared_path(tmp_path, ray_head, executor_grid):
     address, _ = ray_head
     reference, _, grid, sets = executor_grid
@@ -129,6 +130,7 @@ def test_a_ray_task_whose_worker_dies_is_retried_and_completes(tmp_path, ray_hea
     assert (path / "accuracy_matrix.csv").read_bytes() == want.read_bytes()
 
 
+@pytest.mark.slow  # the driver asks the same results.verdict as the local runner (tested fast)
 def test_an_edited_scenario_file_is_refused_by_ray(tmp_path, ray_head, edited_file_is_refused):
     address, _ = ray_head
     edited_file_is_refused(tmp_path, "--executor", "ray", "--executor-opt", f"address={address}")

@@ -152,17 +152,17 @@ def _stream(n_exp=2, n=48):
     return make_scenario(train, test, info)
 
 
-def _strategy(**options) -> HYWUStrategy:
+def _strategy(warm_started: bool = True, **options) -> HYWUStrategy:
     model = build_backbone("mlp", SHAPE, 4, seed=0)
     opts = HYWUOptions(**{"anchors_per_experience": 20, "anchors_per_step": 8, "hidden": 16, "bank_size": 4,
                           **options})
     return HYWUStrategy(model=model, options=opts, input_shape=SHAPE, train_mb_size=16, train_epochs=1,
-                        eval_mb_size=64, device="cpu", evaluator=quiet_evaluator())
+                        eval_mb_size=64, device="cpu", evaluator=quiet_evaluator(), warm_started=warm_started)
 
 
 @pytest.mark.parametrize("generator", ["bank", "mlp"])
 def test_regulariser_is_zero_after_a_snapshot_and_grows_when_the_generator_moves(generator):
-    strategy = _strategy(generator=generator)
+    strategy = _strategy(generator=generator, beta=1.0)
     scenario = _stream()
     strategy.train(scenario.train_stream[0])  # stores anchors, snapshots
     index = torch.arange(len(strategy.memory))
@@ -200,7 +200,7 @@ def test_base_is_unchanged_across_an_experience_and_the_generator_learns(trainab
 
 
 def test_inline_condition_equals_a_separate_features_pass():
-    strategy = _strategy(condition_layer="fc1")
+    strategy = _strategy(sites=("fc1", "fc2"), condition_layer="fc1")
     with torch.no_grad():
         for p in strategy.model.generator.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -219,12 +219,12 @@ def test_inline_condition_equals_a_separate_features_pass():
 
 
 def test_state_round_trips_with_anchors_and_snapshot(tmp_path):
-    strategy = _strategy()
+    strategy = _strategy(beta=1.0)
     scenario = _stream()
     for exp in scenario.train_stream:
         strategy.train(exp)
     torch.save(strategy.state_dict(), tmp_path / "hywu.pt")
-    other = _strategy()
+    other = _strategy(beta=1.0)
     other.load_state_dict(torch.load(tmp_path / "hywu.pt", weights_only=True))
     x = torch.rand(6, *SHAPE)
     strategy.model.eval(), other.model.eval()
@@ -242,7 +242,10 @@ def test_other_conditions_train_and_label_their_anchors(condition, kind):
     for exp in _stream().train_stream:
         strategy.train(exp)
     assert strategy.memory_report()["anchor_kind"] == kind
-    assert strategy.last_regulariser is not None and float(strategy.last_regulariser) >= 0
+    rehearsed = "features" in condition  # features read at fc1 can be run on; inputs and task ids cannot
+    assert (strategy.last_anchor_loss is not None) == rehearsed
+    assert (strategy.last_regulariser is not None) == (not rehearsed)  # the regulariser where rehearsal cannot go
+    assert float(strategy.last_anchor_loss if rehearsed else strategy.last_regulariser) >= 0
     factors = strategy.model.generate(strategy.memory.raw(torch.arange(6), "cpu"))
     assert 0 <= float(strategy.collapse_penalty(factors)) <= 1 + 1e-5  # 1: all updates parallel
 
@@ -295,3 +298,148 @@ def test_a_short_run_on_split_digits(tmp_path):
     assert record.R.shape == (5, 5)
     assert not torch.isnan(torch.tensor(record.R)).any()
     assert record.metrics["stored_memory_bytes"] > 0
+
+
+# -- layout, rehearsal, stored memory --------------------------------------------------------------------
+
+
+def test_layout_condition_layer_frozen_later_layers_and_the_head_adapted():
+    from strategies.hywu.model import resolve_layout
+
+    mlp = build_backbone("mlp", SHAPE, 4, seed=0)
+    assert resolve_layout(mlp, (), True, "auto") == (("fc2", "head"), "fc1")
+    assert resolve_layout(mlp, (), False, "auto") == (("fc2",), "fc1")
+    assert resolve_layout(mlp, ("fc1", "fc2"), False, "auto") == (("fc1", "fc2"), "auto")  # as given
+    cnn = build_backbone("cnn", (1, 28, 28), 4, seed=0)  # the first Linear: flat anchors, rehearsable
+    assert resolve_layout(cnn, (), True, "auto") == (("head",), "fc1")
+    assert resolve_layout(cnn, (), True, "conv1") == (("conv2", "fc1", "head"), "conv1")
+    resnet = build_backbone("resnet18", (3, 32, 32), 4, seed=0)  # convolutions only: the first of them
+    assert resolve_layout(resnet, (), True, "auto") == (("layer4.1.conv1", "layer4.1.conv2", "head"), "layer4.0.conv2")
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 4))
+    assert resolve_layout(plain, (), True, "auto") == (("3",), "1")
+    with pytest.raises(ValueError, match="no adapter sites.*after the condition layer '1'"):
+        resolve_layout(plain, (), False, "auto")
+
+
+def test_rehearsed_anchors_get_the_logits_of_the_instances_they_came_from():
+    strategy = _strategy(anchor_dtype="float32")
+    model = strategy.model.eval()
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, other = torch.rand(5, *SHAPE), torch.rand(3, *SHAPE)
+    assert model.rehearsable(x)
+    extra = model.condition_raw(other)
+    with torch.no_grad():
+        out = model(x, extra=extra, rehearse=True)  # (5 + 3, 4)
+        torch.testing.assert_close(out[:5], model(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(out[5:], model(other), atol=1e-5, rtol=0)
+
+
+def test_a_path_around_the_condition_layer_makes_a_model_not_rehearsable():
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.head = nn.Linear(64, 16), nn.Linear(16, 64), nn.Linear(64, 4)
+
+        def forward(self, x):
+            x = x.flatten(1)
+            return self.head(torch.relu(self.fc2(torch.relu(self.fc1(x)))) + x)  # x skips fc1
+
+    opts = HYWUOptions(anchors_per_experience=20, anchors_per_step=8, hidden=16, bank_size=4)
+    strategy = HYWUStrategy(model=Skip(), options=opts, train_mb_size=16, train_epochs=1, device="cpu",
+                            evaluator=quiet_evaluator(), warm_started=True)
+    assert not strategy.model.rehearsable(torch.rand(4, *SHAPE))
+    for exp in _stream().train_stream:
+        strategy.train(exp)
+    assert strategy.last_anchor_loss is None and strategy.last_regulariser is not None  # the regulariser alone
+
+
+@pytest.mark.parametrize("dtype,bytes_per_number", [("float32", 4), ("float16", 2), ("int8", 1)])
+def test_anchors_are_stored_small_and_decoded_within_half_a_step(dtype, bytes_per_number):
+    from strategies.hywu.memory import FunctionalMemory
+
+    memory = FunctionalMemory(anchor_dtype=dtype)
+    v, token = 3 * torch.randn(10, 32), torch.eye(4)[torch.arange(10) % 4]
+    memory.add({"features": v, "token": token}, labels=torch.arange(10))
+    got = memory.raw(torch.arange(10), "cpu")
+    step = v.abs().amax(1, keepdim=True) / 127
+    tolerance = {"float32": 0.0, "float16": 2e-3 * v.abs().max(), "int8": 0}
+    assert ((got["features"] - v).abs() <= (step / 2 + 1e-6 if dtype == "int8" else tolerance[dtype])).all()
+    assert (got["token"] - token).abs().max() < 1e-3 and got["features"].dtype == torch.float32
+    scales = 10 * 2 * 2 if dtype == "int8" else 0  # a float16 scale per anchor and float kind
+    assert memory.anchor_bytes() == 10 * (32 + 4) * bytes_per_number + scales + 10 * 2  # + int16 labels
+    assert memory.labels_of(torch.tensor([3, 7]), "cpu").tolist() == [3, 7]
+
+
+def test_herding_fills_each_class_by_its_share_near_its_mean():
+    from strategies.hywu.memory import herding
+
+    features = torch.randn(300, 8) + torch.arange(3).repeat_interleave(100)[:, None]
+    labels = torch.arange(3).repeat_interleave(100)
+    labels[:50] = 1  # class 0: 50, class 1: 150, class 2: 100
+    keep = herding(features, labels, 12)
+    assert len(keep) == len(set(keep.tolist())) == 12
+    assert torch.bincount(labels[keep], minlength=3).tolist() == [2, 6, 4]
+    f = F.normalize(features, dim=1)
+    for c in range(3):
+        chosen, everyone = f[keep[labels[keep] == c]], f[labels == c]
+        random_gap = (everyone[:len(chosen)].mean(0) - everyone.mean(0)).norm()
+        assert (chosen.mean(0) - everyone.mean(0)).norm() < random_gap
+
+
+def test_without_a_warm_start_the_base_learns_first_and_a_loaded_state_resumes_frozen(tmp_path):
+    strategy = _strategy(warm_started=False)
+    scenario = _stream()
+    before = {k: v.clone() for k, v in strategy.model.base.state_dict().items()}
+    strategy.train(scenario.train_stream[0])
+    assert not strategy.training_base and bool(strategy.model.base_frozen)
+    assert any(not torch.equal(before[k], v) for k, v in strategy.model.base.state_dict().items())
+    torch.save(strategy.state_dict(), tmp_path / "hywu.pt")
+    other = _strategy(warm_started=False)
+    assert other.training_base
+    other.load_state_dict(torch.load(tmp_path / "hywu.pt", weights_only=True))
+    assert not other.training_base and not any(p.requires_grad for p in other.model.base.parameters())
+
+
+def test_a_run_without_the_shared_warm_start_learns_every_experience(tmp_path):
+    from hywu_bench.config import resolve_spec
+    from hywu_bench.runner import run
+
+    record = run(resolve_spec(flags=dict(strategy="hywu", warm_start=False)), out=tmp_path)
+    assert min(record.R[j, j] for j in range(5)) > 0.5, record.R  # the base learnt experience 0 itself
+
+
+def test_a_cnn_reads_its_condition_at_its_hidden_linear_and_rehearses():
+    model = build_backbone("cnn", SHAPE, 4, seed=0)
+    strategy = HYWUStrategy(model=model, options=HYWUOptions(hidden=16, bank_size=4), warm_started=True,
+                            evaluator=quiet_evaluator(), device="cpu")
+    assert list(strategy.model.sites) == ["head"] and strategy.model.condition.reader.layer == "fc1"
+    assert strategy.model.rehearsable(torch.rand(4, *SHAPE)) and strategy.beta == 0.0
+
+
+def test_a_run_without_the_shared_warm_start_resumes_exactly_after_a_crash(tmp_path):
+    """The checkpoint after experience 1 was written with the generator's optimizer: a fresh strategy (still
+    in its base phase) must switch before the optimizer state is loaded."""
+    from hywu_bench.config import resolve_spec
+    from hywu_bench.runner import run
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterSecond:
+        def start(self, spec, info): ...
+        def epoch(self, experience, epoch, n_epochs): ...
+        def finish(self): ...
+
+        def experience(self, experience, accuracies, seconds):
+            if experience == 1:
+                raise Crash
+
+    def spec():
+        return resolve_spec(flags=dict(strategy="hywu", epochs=2, warm_start=False))
+
+    with pytest.raises(Crash):
+        run(spec(), tmp_path / "crashed", reporter=CrashAfterSecond())
+    resumed = run(spec(), tmp_path / "crashed", resume=True)
+    assert (resumed.R == run(spec(), tmp_path / "reference").R).all()

@@ -23,7 +23,9 @@ def scalars(folder):
 
 
 def test_tensorboard_holds_the_accuracy_matrix_and_the_regulariser(tmp_path):
-    spec = resolve_spec(flags=dict(strategy="hywu", epochs=1))
+    # beta > 0: HY-WU's regulariser on generated updates runs beside its rehearsal (at the defaults it
+    # rehearses its anchors only, and has no regulariser to log)
+    spec = resolve_spec(flags=dict(strategy="hywu", epochs=1), sets=["strategy.beta=3"])
     rec = run(spec, tmp_path, loggers=["tensorboard", "text"])
     logged = scalars(rec.path / "logs" / "tensorboard")
     T = rec.R.shape[0]

@@ -86,12 +86,14 @@ def test_lora_adapters_are_extra_parameters_and_nothing_is_stored(strategy, sets
 
 def test_hywu_anchors_are_derived_its_snapshot_model_state_and_its_generator_extra():
     built = trained("hywu", 2, ["anchors_per_experience=30", "bank_size=4"])
-    n, dim, sites, K, r = 2 * 30, 256, 2, 4, 2  # anchors: fc1's 256 base outputs, float32
-    bases = (K * r * 64 + 256 * K * r + K * r * 256 + 256 * K * r) * 4  # the bank's bases, kept once
+    n = 2 * 30  # anchors: fc1's 256 outputs in int8, a float16 scale each, an int16 label
     generator = module_bytes(built.model.generator) + module_bytes(built.model.condition)
-    assert built.memory_bytes() == MemoryBytes(derived=n * dim * 4, model_state=bases + n * sites * K * 4,
-                                               extra_parameters=generator)
-    assert generator == sum(p.numel() * 4 for p in built.model.generator.parameters()) > 0
+    assert built.memory_bytes() == MemoryBytes(derived=n * (256 + 2 + 2), extra_parameters=generator)  # rehearsed:
+    assert generator == sum(p.numel() * 4 for p in built.model.generator.parameters()) > 0  # no snapshot
+    regularised = trained("hywu", 2, ["anchors_per_experience=30", "bank_size=4", "beta=3.0"])
+    sites, K, r = 2, 4, 1  # fc2 (256 -> 256) and the head (256 -> 10), rank-1 bases
+    bases = (K * r * 256 + 256 * K * r + K * r * 256 + 10 * K * r) * 4  # the bank's bases, kept once
+    assert regularised.memory_bytes().model_state == bases + n * sites * K * 4
 
 
 def test_hnet_snapshots_are_model_state_and_its_embeddings_extra():

@@ -106,10 +106,15 @@ def test_naive_fine_tuning_forgets_earlier_users(tmp_path):
     assert record.metrics["forgetting"] > 0.4
 
 
-def test_user_streams_recommend_hywus_tuned_lr_and_the_user_wins():
+def test_user_streams_take_a_strategys_tuned_lr_and_the_user_wins(monkeypatch):
+    from dataclasses import replace
+
+    from hywu_bench.registry import STRATEGIES
     from hywu_bench.settings import resolve_hyperparameters
 
     load_builtins()
+    entry = replace(STRATEGIES.get("hywu"), tuned={"preference": {"lr": 2e-3}})  # a table as HY-WU once had
+    monkeypatch.setitem(STRATEGIES._entries, "hywu", entry)
     scenario = SCENARIOS.build("preference-digits", RunSpec(scenario="preference-digits"))
     tuned = resolve_hyperparameters(RunSpec(scenario="preference-digits", strategy="hywu"), scenario.info)
     assert tuned.strategy_options == {"lr": 2e-3}

@@ -7,7 +7,7 @@ import pytest
 from hywu_bench import results
 from hywu_bench.config import resolve_spec
 
-@pytest.mark.parametrize("executor", ["local", "submitit-local"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("submitit-local", marks=pytest.mark.slow)])
 def test_an_edited_scenario_file_is_refused_by_the_executor(tmp_path, executor, edited_file_is_refused):
     edited_file_is_refused(tmp_path, "--executor", executor)
 

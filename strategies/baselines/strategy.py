@@ -12,7 +12,8 @@ from torch import nn
 
 from hywu_bench.data import dataset_tensors
 from hywu_bench.memory import MemoryBytes
-from hywu_bench.training import CheckpointMixin, HarnessTemplate, TensorLoadersMixin, TrainingSetup, tensor_bytes
+from hywu_bench.training import (CheckpointMixin, HarnessTemplate, PrecisionMixin, TensorLoadersMixin, TrainingSetup,
+                                 tensor_bytes)
 from strategies.baselines import AGEMOptions, EWCOptions, LwFOptions, NoOptions, ReplayOptions, SIOptions
 
 
@@ -25,7 +26,7 @@ def build_naive(model: nn.Module, setup: TrainingSetup, options: NoOptions) -> H
     return _template(model, setup)
 
 
-class HarnessJoint(CheckpointMixin, TensorLoadersMixin, JointTraining):
+class HarnessJoint(PrecisionMixin, CheckpointMixin, TensorLoadersMixin, JointTraining):
     """Avalanche's JointTraining (offline: one `train(stream)` over all experiences)."""
 
     offline = True

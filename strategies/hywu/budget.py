@@ -30,12 +30,13 @@ def _measure(spec: Any, info: Any, options: HYWUOptions) -> tuple[int, int]:
     backbone = build_backbone(spec.backbone, info.input_shape, info.n_classes, spec.seed)
     setup = TrainingSetup(spec, info, torch.device("cpu"), spec.epochs, spec.batch_size, spec.lr)
     strategy = build_hywu(backbone, setup, options)
-    x = torch.zeros(2, *info.input_shape)  # (2, C, H, W)
+    x = torch.rand(2, *info.input_shape)  # (2, C, H, W)
     token = torch.zeros(2, info.condition_dim) if info.condition_dim else None
+    strategy.model.rehearsable(x)  # rehearsed anchors need no snapshot (the default beta then is 0)
     raw = strategy.model.condition_raw(x, token, torch.zeros(2, dtype=torch.long))
     totals = []
     for k in range(2):
-        strategy.memory.add({kind: v[k:k + 1] for kind, v in raw.items()})
+        strategy.memory.add({kind: v[k:k + 1] for kind, v in raw.items()}, labels=torch.zeros(1, dtype=torch.long))
         strategy.snapshot()
         totals.append(strategy.memory.nbytes())
     per_anchor = totals[1] - totals[0]

@@ -257,10 +257,7 @@ class LoRATemplate(HarnessTemplate):
         # from a fresh strategy's (new adapters, frozen ones): loading one keeps the optimizer as it is.
         self.optimizer.register_load_state_dict_pre_hook(_keep_own_state)
 
-    def forward(self) -> Tensor:
-        if self.precision == "bf16" and self.device.type == "cuda":  # as HarnessTemplate.forward
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                return self.model(self.mb_x, self.mb_task_id).float()
+    def forward(self) -> Tensor:  # (precision: HarnessTemplate's PrecisionMixin autocasts around this)
         return self.model(self.mb_x, self.mb_task_id)
 
     def check_model_and_optimizer(self, **kwargs: Any) -> None:

@@ -32,6 +32,8 @@ def notes(m: Method) -> tuple[str, ...]:
     facts.append(f"resume: refused ({m.resume})" if m.resume else "resume: exact")
     if m.relearn_first:
         facts.append("trains experience 0 after the warm start")
+    if m.no_bf16:
+        facts.append(f"precision=bf16 refused ({m.no_bf16})")
     out.append("; ".join(facts))
     hidden = [p for p in NOT_EXPOSED[m.name] if p not in PLUMBING] + [f"{k} (set by the harness)" for k in m.fixed]
     if hidden:
@@ -47,10 +49,13 @@ def budget(m: Method) -> Budget | None:
                   sizer=m.sizer)
 
 
-for _m in METHODS:
-    _help = f"{_m.help} ({_m.paper})" if _m.paper and _m.paper != "Avalanche" else _m.help
-    if _m.unavailable:
-        _help = f"[cannot run here] {_help}"
-    STRATEGIES.register(_m.name, help=_help, settings=_m.settings, options=OPTIONS[_m.name],
-                        builder="strategies.zoo.build:" + ("unavailable" if _m.unavailable else "build"),
-                        bind={"name": _m.name}, role=_m.role, notes=notes(_m), budget=budget(_m))
+def register() -> None:
+    """Register every method of the catalogue (called by `strategies/__init__.py`, which sets the display
+    order: importing this package alone, e.g. for `catalogue.avalanche_note`, registers nothing)."""
+    for m in METHODS:
+        help_ = f"{m.help} ({m.paper})" if m.paper and m.paper != "Avalanche" else m.help
+        if m.unavailable:
+            help_ = f"[cannot run here] {help_}"
+        STRATEGIES.register(m.name, help=help_, settings=m.settings, options=OPTIONS[m.name],
+                            builder="strategies.zoo.build:" + ("unavailable" if m.unavailable else "build"),
+                            bind={"name": m.name}, role=m.role, notes=notes(m), budget=budget(m))

@@ -39,6 +39,8 @@ def build(model: nn.Module, setup: TrainingSetup, options: Any, *, name: str) ->
     if setup.info.condition_dim and not m.conditions:
         raise UserError(f"strategy '{name}' (Avalanche's {m.target.split(':')[1]}) reads minibatches as (x, y, task) "
                         f"and cannot take the condition tokens of '{setup.info.name}'; use a stream without them.")
+    if setup.spec.precision == "bf16" and m.no_bf16:
+        raise UserError(f"strategy '{name}' cannot run with precision=bf16: {m.no_bf16}; use precision=fp32.")
     target = load_target(m.target)
     args = _arguments(m, vars(options), model, setup)
     parts = models.adapt(m.model, model, setup, args)
