@@ -154,6 +154,8 @@ def render_table() -> str:
             choices.append("not exposed: " + ", ".join(hidden))
         if not m.conditions:
             choices.append("no condition-token streams")
+        if getattr(m, "no_bf16", None):
+            choices.append("precision=bf16 refused")
         buffer = f"`{m.buffer}`" + (" per exp." if m.buffer_per == "experience" else "") if m.buffer else ""
         if m.buffer:
             buffer += ", sized by a budget" if m.item_extra is not None else ", not sized by a budget"
