@@ -24,8 +24,7 @@ import torch
 
 from hywu_bench import results
 from hywu_bench.errors import UserError
-from hywu_bench.plain import (capture, from_plain, load_module, restore_vars, tensors_to_dataset,  # noqa: F401
-                              to_plain)
+from hywu_bench.plain import capture, from_plain, load_module, restore_vars, tensors_to_dataset, to_plain  # noqa: F401
 
 CHECKPOINT = results.CHECKPOINT
 
@@ -40,9 +39,7 @@ def _defaultdict(factory: Any, plain: dict) -> defaultdict:
 # Avalanche's plugins.
 
 def plugin_state(plugin: Any, strategy: Any) -> dict[str, Any] | None:
-    from avalanche.training.plugins import (AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin,
-                                            SynapticIntelligencePlugin)
-
+    from avalanche.training.plugins import AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin, SynapticIntelligencePlugin
     from avalanche.training.plugins.clock import Clock
 
     if isinstance(plugin, Clock):  # EWC and others key their state by the experience counter
@@ -85,8 +82,7 @@ def _keeps_nothing(plugin: Any) -> bool:
 
 
 def load_plugin_state(plugin: Any, state: dict[str, Any] | None, strategy: Any) -> None:
-    from avalanche.training.plugins import (AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin,
-                                            SynapticIntelligencePlugin)
+    from avalanche.training.plugins import AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin, SynapticIntelligencePlugin
     from avalanche.training.storage_policy import ReservoirSamplingBuffer
     from avalanche.training.utils import ParamData  # noqa: F401
 

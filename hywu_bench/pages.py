@@ -14,7 +14,6 @@ import pandas as pd
 from hywu_bench import ranking, results, stats, tables
 from hywu_bench.interference import DESCRIPTIONS as PROBE_DESCRIPTIONS
 
-
 REPORT_DIR = "_report"
 BOUNDS = "† marks references (joint/cumulative training: bounds) and ‡ oracles (task labels at test time); neither is ranked."
 DESCRIPTIONS = {

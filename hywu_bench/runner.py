@@ -39,8 +39,15 @@ from hywu_bench.loggers import check as check_loggers
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
 from hywu_bench.settings import resolve_hyperparameters, used_settings
-from hywu_bench.training import (AccuracyCollector, ContinualEvaluation, DivergencePlugin, HarnessTemplate,
-                                 ProgressPlugin, TaskMaskPlugin, TrainingSetup)
+from hywu_bench.training import (
+    AccuracyCollector,
+    ContinualEvaluation,
+    DivergencePlugin,
+    HarnessTemplate,
+    ProgressPlugin,
+    TaskMaskPlugin,
+    TrainingSetup,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from typing import Literal
 
 from hywu_bench.registry import SCENARIOS, did_you_mean
 
-
 # ---------------------------------------------------------------------------------------------------
 # split-<dataset> (split.py)
 

@@ -25,6 +25,7 @@ from scenarios.drift import subsample
 from scenarios.personalization import with_user
 from scenarios.sequence_file import load_sequence
 
+
 def common_shape(datasets: list[TensorData], size: int) -> tuple[int, int, int]:
     channels = max(d.input_shape[0] for d in datasets)
     side = size or max(max(d.input_shape[1:]) for d in datasets)

@@ -15,6 +15,7 @@ from hywu_bench.cli import app
 from hywu_bench.executors import ExecutorOptions, make_executor
 from hywu_bench.executors.base import default_jobs_folder
 
+
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """One head for the module (it takes seconds to start): 2 CPUs, 100 MB object store, loopback only,

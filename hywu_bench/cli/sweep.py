@@ -133,7 +133,6 @@ def compare_command(
     runner.loggers = loggers
     load_plugins(plugin)
     from hywu_bench import sweep
-
     from hywu_bench.variants import parse_all, split_top_level
 
     names, seed_list = split_top_level(strategies), parse_seeds(seeds)

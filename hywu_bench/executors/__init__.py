@@ -24,8 +24,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hywu_bench.errors import UserError
-from hywu_bench.executors.base import (Executor, Listener, Outcome, SilentListener, default_jobs_folder,
-                                       prepare_worker, run_one)
+from hywu_bench.executors.base import (
+    Executor,
+    Listener,
+    Outcome,
+    SilentListener,
+    default_jobs_folder,
+    prepare_worker,
+    run_one,
+)
 from hywu_bench.executors.local import LocalExecutor, ProcessExecutor
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorOptions", "Listener", "LocalExecutor", "Outcome", "ProcessExecutor",

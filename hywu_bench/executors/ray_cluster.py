@@ -23,8 +23,7 @@ from hywu_bench import results
 from hywu_bench.config import RunSpec
 from hywu_bench.errors import UserError
 from hywu_bench.executors import ExecutorOptions
-from hywu_bench.executors.base import (Listener, Outcome, default_jobs_folder, prepare_worker, run_one,
-                                       write_failure_log)
+from hywu_bench.executors.base import Listener, Outcome, default_jobs_folder, prepare_worker, run_one, write_failure_log
 from hywu_bench.locking import RunLock
 
 log = logging.getLogger(__name__)
