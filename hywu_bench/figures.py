@@ -403,7 +403,10 @@ def _memory_panel(ax: Any, runs: pd.DataFrame, styles: dict[str, dict[str, Any]]
                 for name, sub in runs.groupby("strategy", sort=False)}
     nonzero = [x for x, _ in per_name.values() if x > 0]
     floor = 10 ** (math.floor(math.log10(min(nonzero))) - 1) if nonzero else 1.0
-    err = lambda ci: 0.0 if math.isnan(ci.half_width) else ci.half_width
+
+    def err(ci: stats.MeanCI) -> float:
+        return 0.0 if math.isnan(ci.half_width) else ci.half_width
+
     for key in keys:
         style = styles[key]
         members = frontiers.get(key, [key])

@@ -78,12 +78,18 @@ class Style:
 
 def _cell(table: pd.DataFrame, ix: Any, column: Column, style: Style, best: bool) -> str:
     """mean +- std [ci_lo, ci_hi] in display units, bold when `best`; over/under budget marked."""
-    value = lambda stat: table.at[ix, f"{column.key}_{stat}"] if f"{column.key}_{stat}" in table else math.nan
+
+    def value(stat: str) -> Any:
+        return table.at[ix, f"{column.key}_{stat}"] if f"{column.key}_{stat}" in table else math.nan
+
     mean, std = value("mean"), value("std")
     if mean is None or pd.isna(mean):
         return style.missing
     number, spec, unit = _scaled(float(mean), column.kind)
-    scale = lambda v: format((100 * v if column.kind == "pct" else v / UNITS.get(unit, 1)), spec)
+
+    def scale(v: float) -> str:
+        return format((100 * v if column.kind == "pct" else v / UNITS.get(unit, 1)), spec)
+
     text = style.number(format(number, spec))
     # Costs that do not vary over seeds (parameter counts, buffer sizes) show no "+- 0" and no interval.
     varies = not pd.isna(std) and (column.kind not in ("count", "bytes") or std > 0)

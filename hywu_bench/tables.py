@@ -288,10 +288,10 @@ def step_interference_long(frame: pd.DataFrame) -> pd.DataFrame:
     for key, run in frame.groupby(KEYS, sort=False):
         R = _matrix(run)
         T = R.shape[0]
-        I = metrics.step_interference(R)  # (T, T), NaN where undefined
+        interference = metrics.step_interference(R)  # I: (T, T), NaN where undefined
         for i in range(1, T):
             for j in range(i):
-                rows.append({**dict(zip(KEYS, key)), "i": i, "j": j, "value": I[i, j]})
+                rows.append({**dict(zip(KEYS, key)), "i": i, "j": j, "value": interference[i, j]})
     return pd.DataFrame(rows, columns=KEYS + ["i", "j", "value"])
 
 

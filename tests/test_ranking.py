@@ -82,7 +82,7 @@ def test_every_stored_metric_recomputes_from_the_stored_matrix(tmp_path: Path) -
         "acc": sum(M[T - 1]) / T,
         "learning_acc": sum(M[j][j] for j in range(T)) / T,
         "bwt": sum(M[T - 1][j] - M[j][j] for j in range(T - 1)) / (T - 1),  # Lopez-Paz & Ranzato 2017
-        "forgetting": sum(max(M[l][j] for l in range(j, T - 1)) - M[T - 1][j] for j in range(T - 1)) / (T - 1),
+        "forgetting": sum(max(M[k][j] for k in range(j, T - 1)) - M[T - 1][j] for j in range(T - 1)) / (T - 1),
         "fwt": sum(M[j - 1][j] - b[j] for j in range(1, T)) / (T - 1),
         "aia": sum(sum(M[i][: i + 1]) / (i + 1) for i in range(T)) / T,  # Rebuffi et al. 2017
         "plasticity_floor": min(M[j][j] for j in range(T)),

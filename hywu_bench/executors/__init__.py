@@ -81,7 +81,8 @@ class ExecutorOptions:
         if self.kind == "ray" and not self.address:
             raise UserError("--executor ray needs --executor-opt address=HOST:PORT of the cluster's head "
                             "(`ray start --head` prints it).")
-        self.time_minutes  # a bad time is an error now, not after the grid was built
+        if self.time:
+            parse_minutes(self.time)  # a bad time is an error now, not after the grid was built
 
     @property
     def time_minutes(self) -> int:
