@@ -142,7 +142,8 @@ def load_plugin_state(plugin: Any, state: dict[str, Any] | None, strategy: Any) 
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {"python": to_plain(random.getstate()), "torch": torch.random.get_rng_state(),
-            "numpy": {"key": np_state[0], "pos": int(np_state[2]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy": {"key": np_state[0], "pos": int(np_state[2]),
+                      "keys": torch.from_numpy(np_state[1].astype(np.int64)),
                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
 
 

@@ -159,7 +159,8 @@ def format_rows(table: pd.DataFrame, columns: tuple[Column, ...], style: Style,
                     [_cell(table, ix, c, style, ix in best[c.key]) for c in columns])
         near = table.at[ix, "equal_bytes_replay"] if equal_bytes and "equal_bytes_replay" in table else ""
         if isinstance(near, str) and near in table.index:
-            rows.append([style.equal_bytes(style.escape(near))] + [_cell(table, near, c, style, False) for c in columns])
+            rows.append([style.equal_bytes(style.escape(near))] +
+                        [_cell(table, near, c, style, False) for c in columns])
     return rows
 
 

@@ -118,7 +118,8 @@ def library_versions() -> dict[str, str]:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, stream: Any, info: ScenarioInfo, device: torch.device, batch_size: int) -> list[float]:
+def evaluate_model(model: nn.Module, stream: Any, info: ScenarioInfo, device: torch.device,
+                   batch_size: int) -> list[float]:
     """Plain accuracy per experience of a bare backbone (used for the 'before' row)."""
     was_training = model.training
     model.eval()

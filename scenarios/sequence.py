@@ -102,7 +102,8 @@ def build_sequence(spec: RunSpec, options: SequenceOptions) -> Scenario:
             raise UserError(f"{options.path}: experience {k + 1}: class {max(e['classes'])} is outside "
                             f"{d.name}'s classes 0..{d.n_classes - 1}")
         parts = []
-        for x, y, n, split in ((d.x_train, d.y_train, e["train_size"], "train"), (d.x_test, d.y_test, e["test_size"], "test")):
+        for x, y, n, split in ((d.x_train, d.y_train, e["train_size"], "train"),
+                               (d.x_test, d.y_test, e["test_size"], "test")):
             keep = torch.isin(y, torch.tensor(e["classes"]))
             draw = k if split == "train" else (e["dataset"], tuple(e["classes"]), n)  # shared test images
             xs, ys = subsample(x[keep], y[keep], n, T.generator(spec.seed, "sequence", split, draw))
