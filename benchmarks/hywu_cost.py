@@ -42,8 +42,8 @@ from hywu_bench.config import RunSpec, parse_set
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import STRATEGIES, load_builtins
 from hywu_bench.training import quiet_evaluator
-from strategies.lowrank import LowRankLinear, use_factors
 from strategies.hywu.strategy import HYWUStrategy
+from strategies.lowrank import LowRankLinear, use_factors
 
 BATCH = 128
 CLOCK = time.process_time  # --clock wall: time.perf_counter

@@ -79,7 +79,8 @@ def main() -> None:
         for scenario in scenarios:
             ms = by_key.get((name, scenario), [])
             acc = [m["acc"] for m in ms]
-            fgt = [m["forgetting"] for m in ms if isinstance(m.get("forgetting"), float) and m["forgetting"] == m["forgetting"]]
+            fgt = [m["forgetting"] for m in ms
+                   if isinstance(m.get("forgetting"), float) and m["forgetting"] == m["forgetting"]]
             if not acc:
                 cells.append(f"{'-':>28}")
                 continue

@@ -24,8 +24,7 @@ import torch
 
 from hywu_bench import results
 from hywu_bench.errors import UserError
-from hywu_bench.plain import (capture, from_plain, load_module, restore_vars, tensors_to_dataset,  # noqa: F401
-                              to_plain)
+from hywu_bench.plain import capture, from_plain, load_module, restore_vars, tensors_to_dataset, to_plain  # noqa: F401
 
 CHECKPOINT = results.CHECKPOINT
 
@@ -40,9 +39,7 @@ def _defaultdict(factory: Any, plain: dict) -> defaultdict:
 # Avalanche's plugins.
 
 def plugin_state(plugin: Any, strategy: Any) -> dict[str, Any] | None:
-    from avalanche.training.plugins import (AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin,
-                                            SynapticIntelligencePlugin)
-
+    from avalanche.training.plugins import AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin, SynapticIntelligencePlugin
     from avalanche.training.plugins.clock import Clock
 
     if isinstance(plugin, Clock):  # EWC and others key their state by the experience counter
@@ -85,8 +82,7 @@ def _keeps_nothing(plugin: Any) -> bool:
 
 
 def load_plugin_state(plugin: Any, state: dict[str, Any] | None, strategy: Any) -> None:
-    from avalanche.training.plugins import (AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin,
-                                            SynapticIntelligencePlugin)
+    from avalanche.training.plugins import AGEMPlugin, EWCPlugin, LwFPlugin, ReplayPlugin, SynapticIntelligencePlugin
     from avalanche.training.storage_policy import ReservoirSamplingBuffer
     from avalanche.training.utils import ParamData  # noqa: F401
 
@@ -146,7 +142,8 @@ def load_plugin_state(plugin: Any, state: dict[str, Any] | None, strategy: Any) 
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {"python": to_plain(random.getstate()), "torch": torch.random.get_rng_state(),
-            "numpy": {"key": np_state[0], "pos": int(np_state[2]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy": {"key": np_state[0], "pos": int(np_state[2]),
+                      "keys": torch.from_numpy(np_state[1].astype(np.int64)),
                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
 
 

@@ -40,11 +40,13 @@ class RunSpec:
     lr: float | None = None  # None: the scenario's recommended learning rate (strategies may override)
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.0  # SGD only
-    backbone: Literal["auto", "mlp", "cnn", "resnet18"] = "auto"  # auto: MLP for flat/8x8, CNN for 28x28, ResNet-18 for CIFAR
+    backbone: Literal["auto", "mlp", "cnn", "resnet18"] = "auto"  # auto: MLP for flat/8x8, CNN for 28x28,
+    #                                                              ResNet-18 for CIFAR
     warm_start: bool = True  # train the backbone on experience 0 once, shared by every strategy
     device: str = "auto"  # auto | cpu | cuda[:k]
     eval_batch_size: int = 1024
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: every strategy's forward passes under bf16 autocast, CUDA or CPU
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: every strategy's forward passes under bf16 autocast,
+    #                                             CUDA or CPU
     data_root: str | None = None  # None: $HYWU_BENCH_DATA, else the user cache folder
     download: bool = False  # fetch missing datasets with torchvision (needs a network)
     name: str | None = None  # run folder name; default: the strategy name

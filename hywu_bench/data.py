@@ -112,7 +112,8 @@ def _avalanche_dataset(part: ExperienceTensors) -> Any:
     return dataset
 
 
-def make_scenario(train: Sequence[ExperienceTensors], test: Sequence[ExperienceTensors], info: ScenarioInfo) -> Scenario:
+def make_scenario(train: Sequence[ExperienceTensors], test: Sequence[ExperienceTensors],
+                  info: ScenarioInfo) -> Scenario:
     """An Avalanche benchmark with one experience per (train, test) pair, straight from tensors."""
     from avalanche.benchmarks import benchmark_from_datasets
 

@@ -74,7 +74,8 @@ def method_styles(names: Any, info: dict[str, ranking.Method] | None = None) -> 
     return out
 
 
-def save(fig: Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "pdf"), dpi: float | None = None) -> list[Path]:
+def save(fig: Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "pdf"),
+         dpi: float | None = None) -> list[Path]:
     """Write `stem`.png and `stem`.pdf (or the given formats); returns the paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -286,8 +287,9 @@ def step_interference(frame: pd.DataFrame, scenario: str | None = None) -> Figur
         if not np.isnan(M).all():  # offline references have no steps
             panels.append((name, M[1:, :-1]))
     limit = max(5.0, float(np.nanmax(np.abs([p[1] for p in panels])))) if panels else 100
-    fig = _heatmaps(panels, "RdBu_r", -limit, limit, lambda v: str(int(round(v))), "hurt experience j", "training experience i",
-                    "accuracy lost (points)", [str(j) for j in range(T - 1)], [str(i) for i in range(1, T)])
+    fig = _heatmaps(panels, "RdBu_r", -limit, limit, lambda v: str(int(round(v))), "hurt experience j",
+                    "training experience i", "accuracy lost (points)", [str(j) for j in range(T - 1)],
+                    [str(i) for i in range(1, T)])
     fig.suptitle(f"Step interference on {scenario} (mean over seeds)")
     return fig
 
@@ -373,7 +375,8 @@ def _variant_labels(names: list[str], runs: pd.DataFrame, base: str) -> tuple[st
             text = str(options[name].get(differ[0]))
         else:
             text = ", ".join(f"{k}={options[name].get(k)}" for k in differ) or name.removeprefix(base + "-") or name
-        status = ranking.budget_status(runs.loc[runs["strategy"] == name, "budget_status"]) if "budget_status" in runs else ""
+        status = (ranking.budget_status(runs.loc[runs["strategy"] == name, "budget_status"])
+                  if "budget_status" in runs else "")
         out[name] = text + (f" ({status.split()[0]})" if status.startswith(("over", "under")) else "")
     return (f"{base}, by {differ[0]}" if len(differ) == 1 else f"{base} ({len(names)} sizes)"), out
 
@@ -403,7 +406,10 @@ def _memory_panel(ax: Any, runs: pd.DataFrame, styles: dict[str, dict[str, Any]]
                 for name, sub in runs.groupby("strategy", sort=False)}
     nonzero = [x for x, _ in per_name.values() if x > 0]
     floor = 10 ** (math.floor(math.log10(min(nonzero))) - 1) if nonzero else 1.0
-    err = lambda ci: 0.0 if math.isnan(ci.half_width) else ci.half_width
+
+    def err(ci: stats.MeanCI) -> float:
+        return 0.0 if math.isnan(ci.half_width) else ci.half_width
+
     for key in keys:
         style = styles[key]
         members = frontiers.get(key, [key])

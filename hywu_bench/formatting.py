@@ -78,12 +78,18 @@ class Style:
 
 def _cell(table: pd.DataFrame, ix: Any, column: Column, style: Style, best: bool) -> str:
     """mean +- std [ci_lo, ci_hi] in display units, bold when `best`; over/under budget marked."""
-    value = lambda stat: table.at[ix, f"{column.key}_{stat}"] if f"{column.key}_{stat}" in table else math.nan
+
+    def value(stat: str) -> Any:
+        return table.at[ix, f"{column.key}_{stat}"] if f"{column.key}_{stat}" in table else math.nan
+
     mean, std = value("mean"), value("std")
     if mean is None or pd.isna(mean):
         return style.missing
     number, spec, unit = _scaled(float(mean), column.kind)
-    scale = lambda v: format((100 * v if column.kind == "pct" else v / UNITS.get(unit, 1)), spec)
+
+    def scale(v: float) -> str:
+        return format((100 * v if column.kind == "pct" else v / UNITS.get(unit, 1)), spec)
+
     text = style.number(format(number, spec))
     # Costs that do not vary over seeds (parameter counts, buffer sizes) show no "+- 0" and no interval.
     varies = not pd.isna(std) and (column.kind not in ("count", "bytes") or std > 0)
@@ -153,7 +159,8 @@ def format_rows(table: pd.DataFrame, columns: tuple[Column, ...], style: Style,
                     [_cell(table, ix, c, style, ix in best[c.key]) for c in columns])
         near = table.at[ix, "equal_bytes_replay"] if equal_bytes and "equal_bytes_replay" in table else ""
         if isinstance(near, str) and near in table.index:
-            rows.append([style.equal_bytes(style.escape(near))] + [_cell(table, near, c, style, False) for c in columns])
+            rows.append([style.equal_bytes(style.escape(near))] +
+                        [_cell(table, near, c, style, False) for c in columns])
     return rows
 
 

@@ -93,7 +93,7 @@ class ReducedResNet18(nn.Module):
         self.conv1 = nn.Conv2d(c, nf, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(nf)
         blocks, c_in = [], nf
-        for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2), (8, 2)]):
+        for mult, stride in [(1, 1), (2, 2), (4, 2), (8, 2)]:
             layer = nn.Sequential(BasicBlock(c_in, nf * mult, stride), BasicBlock(nf * mult, nf * mult, 1))
             blocks.append(layer)
             c_in = nf * mult

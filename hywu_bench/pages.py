@@ -14,9 +14,9 @@ import pandas as pd
 from hywu_bench import ranking, results, stats, tables
 from hywu_bench.interference import DESCRIPTIONS as PROBE_DESCRIPTIONS
 
-
 REPORT_DIR = "_report"
-BOUNDS = "† marks references (joint/cumulative training: bounds) and ‡ oracles (task labels at test time); neither is ranked."
+BOUNDS = ("† marks references (joint/cumulative training: bounds) and ‡ oracles (task labels at test time); "
+          "neither is ranked.")
 DESCRIPTIONS = {
     "forgetting": "Final average accuracy (ACC), accuracy right after learning each experience (learning acc.), "
                   "backward transfer (BWT, Lopez-Paz & Ranzato 2017), average max-forgetting (Chaudhry et al. "
@@ -84,9 +84,11 @@ def render(out: str | Path, scenarios: list[str] | None = None, write_index: boo
         dest = out / scenario / REPORT_DIR
         written = tables.write_tables(loaded, scenario, dest)
         drawn = figures.write_figures(loaded, scenario, dest)
-        rendered.scenarios[scenario] = {**written, **{f"{k}_figure" if k in written else k: v for k, v in drawn.items()}}
+        rendered.scenarios[scenario] = {**written,
+                                        **{f"{k}_figure" if k in written else k: v for k, v in drawn.items()}}
         files = rendered.scenarios[scenario]
-        results.atomic_write_text(dest / "README.md", f"# {scenario}\n\n" + scenario_markdown(loaded, scenario, files, dest))
+        results.atomic_write_text(dest / "README.md",
+                                  f"# {scenario}\n\n" + scenario_markdown(loaded, scenario, files, dest))
         sections.append((scenario, scenario_markdown(loaded, scenario, files, dest, full=False)))
     if write_index and order:
         rendered.index = out / "REPORT.md"
@@ -203,7 +205,8 @@ def _facts(loaded: tables.Loaded, scenario: str, name: str) -> str:
 
 
 def _title(name: str) -> str:
-    return tables.TABLES[name][0] if name in tables.TABLES else "Figure: " + name.removesuffix("_figure").replace("_", " ")
+    return (tables.TABLES[name][0] if name in tables.TABLES
+            else "Figure: " + name.removesuffix("_figure").replace("_", " "))
 
 
 def scenario_markdown(loaded: tables.Loaded, scenario: str, files: dict[str, list[Path]], base: Path,

@@ -189,7 +189,8 @@ def budget_status(statuses: Iterable[Any]) -> str:
     return f"{worst} in {found.count(worst)} of {len(statuses)} seeds"
 
 
-def equal_bytes(table: pd.DataFrame, info: Mapping[str, Method], key: str = "stored_memory_bytes_mean") -> dict[Any, Any]:
+def equal_bytes(table: pd.DataFrame, info: Mapping[str, Method],
+                key: str = "stored_memory_bytes_mean") -> dict[Any, Any]:
     """Index of a method row that stores something -> index of the replay variant whose mean stored bytes
     are closest to its own, within 5% (same scenario); methods without one are left out."""
     out = {}
@@ -198,7 +199,8 @@ def equal_bytes(table: pd.DataFrame, info: Mapping[str, Method], key: str = "sto
         if not info[name].ranked or info[name].base == REHEARSAL or not own > 0:
             continue
         near = [(abs(table.at[r, key] - own), r) for r in table.index
-                if r[:-1] == ix[:-1] and info[r[-1]].base == REHEARSAL and abs(table.at[r, key] - own) <= EQUAL_BYTES * own]
+                if r[:-1] == ix[:-1] and info[r[-1]].base == REHEARSAL
+                and abs(table.at[r, key] - own) <= EQUAL_BYTES * own]
         if near:
             out[ix] = min(near, key=lambda pair: pair[0])[1]
     return out

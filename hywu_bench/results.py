@@ -184,8 +184,10 @@ def verdict(spec: "RunSpec", out: str | Path, *, overwrite: bool = False, resume
     doing = "resume" if not complete else "reuse"
     if config.get("format_version") != FORMAT_VERSION:
         return Verdict("conflict", path, f"'{path}' was written by an incompatible version of hywu-bench (format "
-                                         f"{config.get('format_version')}, this is {FORMAT_VERSION}); use another --out.")
-    if not spec.same_request(config.get("requested_spec")) or config.get("input_fingerprint") != spec.input_fingerprint():
+                                         f"{config.get('format_version')}, this is {FORMAT_VERSION}); "
+                                         f"use another --out.")
+    if (not spec.same_request(config.get("requested_spec"))
+            or config.get("input_fingerprint") != spec.input_fingerprint()):
         if doing == "resume":
             return Verdict("conflict", path, f"cannot resume '{path}': it was started with a different "
                                              f"configuration; pass --overwrite to start it over.")

@@ -39,8 +39,15 @@ from hywu_bench.loggers import check as check_loggers
 from hywu_bench.models import build_backbone
 from hywu_bench.registry import SCENARIOS, STRATEGIES, load_builtins
 from hywu_bench.settings import resolve_hyperparameters, used_settings
-from hywu_bench.training import (AccuracyCollector, ContinualEvaluation, DivergencePlugin, HarnessTemplate,
-                                 ProgressPlugin, TaskMaskPlugin, TrainingSetup)
+from hywu_bench.training import (
+    AccuracyCollector,
+    ContinualEvaluation,
+    DivergencePlugin,
+    HarnessTemplate,
+    ProgressPlugin,
+    TaskMaskPlugin,
+    TrainingSetup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,8 @@ def library_versions() -> dict[str, str]:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, stream: Any, info: ScenarioInfo, device: torch.device, batch_size: int) -> list[float]:
+def evaluate_model(model: nn.Module, stream: Any, info: ScenarioInfo, device: torch.device,
+                   batch_size: int) -> list[float]:
     """Plain accuracy per experience of a bare backbone (used for the 'before' row)."""
     was_training = model.training
     model.eval()

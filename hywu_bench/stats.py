@@ -16,8 +16,8 @@ No torch, no pandas: tables and figures call these on plain numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats

@@ -26,8 +26,17 @@ from typing import Any, Sequence
 from hywu_bench import results, variants
 from hywu_bench.config import RunSpec, resolve_spec
 from hywu_bench.errors import UserError
-from hywu_bench.executors import (Executor, ExecutorOptions, Listener, LocalExecutor, Outcome, ProcessExecutor,
-                                  SilentListener, make_executor, run_one)
+from hywu_bench.executors import (
+    Executor,
+    ExecutorOptions,
+    Listener,
+    LocalExecutor,
+    Outcome,
+    ProcessExecutor,
+    SilentListener,
+    make_executor,
+    run_one,
+)
 from hywu_bench.executors.base import stored_outcome
 from hywu_bench.memory import check_budget_request
 

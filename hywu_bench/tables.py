@@ -27,10 +27,22 @@ import numpy as np
 import pandas as pd
 
 from hywu_bench import formatting, metrics, ranking, results
+
 # How cells look lives in `formatting`; these names stay importable from here, where the tables are.
-from hywu_bench.formatting import (LATEX, MARKDOWN, Column, Style, format_bytes, format_rows,  # noqa: F401
-                                   matrix_markdown, note, shown_columns, tex_escape)
-from hywu_bench.interference import MATRIX_KINDS as PROBE_KINDS, TITLES as PROBE_TITLES  # torch-free at import
+from hywu_bench.formatting import (  # noqa: F401
+    LATEX,
+    MARKDOWN,
+    Column,
+    Style,
+    format_bytes,
+    format_rows,
+    matrix_markdown,
+    note,
+    shown_columns,
+    tex_escape,
+)
+from hywu_bench.interference import MATRIX_KINDS as PROBE_KINDS  # torch-free at import
+from hywu_bench.interference import TITLES as PROBE_TITLES
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +193,8 @@ def _curve_rows(path: Path, key: dict[str, Any], curves: list) -> None:
 def _probe_rows(path: Path, key: dict[str, Any], probes: list, projections: list) -> None:
     if not path.exists():
         return
-    from hywu_bench.interference import MATRIX_KINDS, load as load_probe  # torch-free at import
+    from hywu_bench.interference import MATRIX_KINDS  # torch-free at import
+    from hywu_bench.interference import load as load_probe
 
     probe = load_probe(path)
     for kind in MATRIX_KINDS:
@@ -275,10 +288,10 @@ def step_interference_long(frame: pd.DataFrame) -> pd.DataFrame:
     for key, run in frame.groupby(KEYS, sort=False):
         R = _matrix(run)
         T = R.shape[0]
-        I = metrics.step_interference(R)  # (T, T), NaN where undefined
+        interference = metrics.step_interference(R)  # I: (T, T), NaN where undefined
         for i in range(1, T):
             for j in range(i):
-                rows.append({**dict(zip(KEYS, key)), "i": i, "j": j, "value": I[i, j]})
+                rows.append({**dict(zip(KEYS, key)), "i": i, "j": j, "value": interference[i, j]})
     return pd.DataFrame(rows, columns=KEYS + ["i", "j", "value"])
 
 

@@ -13,7 +13,6 @@ from typing import Literal
 
 from hywu_bench.registry import SCENARIOS, did_you_mean
 
-
 # ---------------------------------------------------------------------------------------------------
 # split-<dataset> (split.py)
 
@@ -120,7 +119,8 @@ DRIFT_STRENGTH = {"rotate": 90.0, "blur": 2.0, "contrast": 0.9, "noise": 0.5}  #
 @dataclass(frozen=True)
 class DriftOptions(StreamOptions):
     transform: Literal["rotate", "blur", "contrast", "noise"] = "rotate"  # what drifts
-    strength: float | None = None  # level at the last experience; None: rotate 90 deg, blur sigma 2, contrast 0.9, noise 0.5
+    strength: float | None = None  # level at the last experience; None: rotate 90 deg, blur sigma 2, contrast 0.9,
+    #                                noise 0.5
     schedule: Literal["linear", "cosine"] = "linear"  # how the level rises from 0
     n_experiences: int = 10
     setting: Literal["domain", "task"] = "domain"

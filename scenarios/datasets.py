@@ -162,7 +162,8 @@ def load_idx_dataset(name: str, folders: list[Path], hint: str) -> TensorData:
 
 def load_mnist(root: Path) -> TensorData:
     folder = root / "MNIST" / "raw"
-    return load_idx_dataset("mnist", [folder], f"run with --download on a networked machine, or copy them to '{folder}'.")
+    return load_idx_dataset("mnist", [folder],
+                            f"run with --download on a networked machine, or copy them to '{folder}'.")
 
 
 def load_fashion_mnist(root: Path) -> TensorData:

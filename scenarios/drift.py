@@ -31,8 +31,7 @@ from torch import Tensor
 from hywu_bench.config import RunSpec
 from hywu_bench.data import ExperienceInfo, ExperienceTensors, Scenario, ScenarioInfo, make_scenario
 from scenarios import transforms as T
-from scenarios.catalog import (DRIFT_STRENGTH, DriftOptions, PermutedOptions, Profile, RotatedOptions,
-                               StreamOptions)
+from scenarios.catalog import DRIFT_STRENGTH, DriftOptions, PermutedOptions, Profile, RotatedOptions, StreamOptions
 from scenarios.datasets import TensorData, load_dataset
 
 

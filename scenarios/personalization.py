@@ -35,8 +35,8 @@ from torch import Tensor
 from hywu_bench.config import RunSpec
 from hywu_bench.data import ExperienceInfo, ExperienceTensors, Scenario, ScenarioInfo, make_scenario
 from scenarios import transforms as T
-from scenarios.datasets import load_dataset
 from scenarios.catalog import InverseOptions, PreferenceOptions, Profile
+from scenarios.datasets import load_dataset
 from scenarios.drift import sizes, subsample
 
 

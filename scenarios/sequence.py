@@ -25,6 +25,7 @@ from scenarios.drift import subsample
 from scenarios.personalization import with_user
 from scenarios.sequence_file import load_sequence
 
+
 def common_shape(datasets: list[TensorData], size: int) -> tuple[int, int, int]:
     channels = max(d.input_shape[0] for d in datasets)
     side = size or max(max(d.input_shape[1:]) for d in datasets)
@@ -101,7 +102,8 @@ def build_sequence(spec: RunSpec, options: SequenceOptions) -> Scenario:
             raise UserError(f"{options.path}: experience {k + 1}: class {max(e['classes'])} is outside "
                             f"{d.name}'s classes 0..{d.n_classes - 1}")
         parts = []
-        for x, y, n, split in ((d.x_train, d.y_train, e["train_size"], "train"), (d.x_test, d.y_test, e["test_size"], "test")):
+        for x, y, n, split in ((d.x_train, d.y_train, e["train_size"], "train"),
+                               (d.x_test, d.y_test, e["test_size"], "test")):
             keep = torch.isin(y, torch.tensor(e["classes"]))
             draw = k if split == "train" else (e["dataset"], tuple(e["classes"]), n)  # shared test images
             xs, ys = subsample(x[keep], y[keep], n, T.generator(spec.seed, "sequence", split, draw))

@@ -23,8 +23,9 @@ Transforms and their parameters: permute (seed), rotate (degrees), blur (sigma),
 (factor); an omitted seed is derived from the run seed and the experience number. The file is checked
 before anything is loaded: an unknown key, dataset or transform, a missing parameter, or a class outside
 the dataset is an error naming the experience and its line. Each experience draws fresh training images;
-experiences with the same dataset, classes and test_size share their test images. The resolved sequence (every default, seed and
-label map filled in) and the file's SHA-256 go into `ScenarioInfo.options`, saved with the results.
+experiences with the same dataset, classes and test_size share their test images. The resolved sequence
+(every default, seed and label map filled in) and the file's SHA-256 go into `ScenarioInfo.options`, saved
+with the results.
 Experiences with users carry the same token and extra input channel as the personalization streams.
 """
 
@@ -63,7 +64,8 @@ class SequenceFile:
         if k is None:
             start, stop = 0, (self.headers[0] - 1 if self.headers else len(self.lines))
         elif k < len(self.headers):
-            start, stop = self.headers[k] - 1, (self.headers[k + 1] - 1 if k + 1 < len(self.headers) else len(self.lines))
+            start, stop = self.headers[k] - 1, (self.headers[k + 1] - 1 if k + 1 < len(self.headers)
+                                                else len(self.lines))
         else:  # an inline array of tables: no headers to point at
             return None
         if key is None:
@@ -119,15 +121,18 @@ def _transforms(value: Any, f: SequenceFile, k: int, seed: int) -> list[dict[str
                 raise f.error(f"transform '{name}' has no parameter '{key}'.{did_you_mean(key, list(spec.params))} "
                               f"Its parameters: {', '.join(spec.params)}.", k, "transform")
             p = spec.params[key]
-            ok = isinstance(value_, (int, float)) and not isinstance(value_, bool) and (p.kind is float or isinstance(value_, int))
+            ok = (isinstance(value_, (int, float)) and not isinstance(value_, bool)
+                  and (p.kind is float or isinstance(value_, int)))
             if not ok or (p.minimum is not None and value_ < p.minimum):
                 bound = f" >= {p.minimum:g}" if p.minimum is not None else ""
-                raise f.error(f"transform '{name}': {key} must be a{'n integer' if p.kind is int else ' number'}{bound}, "
+                raise f.error(f"transform '{name}': {key} must be "
+                              f"a{'n integer' if p.kind is int else ' number'}{bound}, "
                               f"got {value_!r}", k, "transform")
             params[key] = p.kind(value_)
         missing = [key for key, p in spec.params.items() if p.required and key not in params]
         if missing:
-            raise f.error(f"transform '{name}' needs {', '.join(missing)} ({spec.params[missing[0]].help})", k, "transform")
+            raise f.error(f"transform '{name}' needs {', '.join(missing)} ({spec.params[missing[0]].help})",
+                          k, "transform")
         if spec.seeded and "seed" not in params:
             params["seed"] = seed * 7919 + 97 * k + j  # fixed by the run seed, the experience and the position
         out.append({"name": name, **params})
@@ -147,7 +152,8 @@ def _label_map(value: Any, n_classes: int | None, f: SequenceFile, k: int) -> li
         out = list(range(n_classes))
         for key, v in value.items():
             if not key.isdigit() or int(key) >= n_classes:
-                raise f.error(f"label_map key '{key}' is not a class of the dataset (0..{n_classes - 1})", k, "label_map")
+                raise f.error(f"label_map key '{key}' is not a class of the dataset (0..{n_classes - 1})",
+                              k, "label_map")
             out[int(key)] = _int(v, "label_map values", f, k, "label_map")
         return out
     raise f.error(f"label_map must be a list or a table, got {value!r}", k, "label_map")

@@ -15,6 +15,7 @@ from hywu_bench.cli import app
 from hywu_bench.executors import ExecutorOptions, make_executor
 from hywu_bench.executors.base import default_jobs_folder
 
+
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """One head for the module (it takes seconds to start): 2 CPUs, 100 MB object store, loopback only,
@@ -33,7 +34,8 @@ def test_ray_grid_matches_local_with_files_returned_to_the_driver(tmp_path, ray_
     address, scratch = ray_head
     reference, tables, grid, sets = executor_grid
     out = tmp_path / "results"
-    result = CliRunner().invoke(app, [*grid_args(grid, sets, out), "--executor", "ray", "--executor-opt", f"address={address}"])
+    result = CliRunner().invoke(app, [*grid_args(grid, sets, out), "--executor", "ray",
+                                      "--executor-opt", f"address={address}"])
     assert result.exit_code == 0, result.output
     assert "4 runs: 4 done, 0 skipped (already complete), 0 failed" in result.output
     for path in results.find_runs(reference)[0]:
@@ -83,7 +85,8 @@ def test_an_unreachable_ray_address_is_refused_within_seconds(tmp_path):
     out = tmp_path / "results"
     t0 = time.perf_counter()
     result = CliRunner().invoke(app, ["compare", "--scenario", "split-digits", "--strategies", "naive", "--seeds", "0",
-                                      "--out", str(out), "--executor", "ray", "--executor-opt", f"address=127.0.0.1:{port}"])
+                                      "--out", str(out), "--executor", "ray",
+                                      "--executor-opt", f"address=127.0.0.1:{port}"])
     assert time.perf_counter() - t0 < 5
     assert result.exit_code == 2, result.output
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.output

@@ -12,8 +12,8 @@ from torch.nn import functional as F
 from hywu_bench.models import build_backbone
 from hywu_bench.training import quiet_evaluator
 from strategies.hywu.generator import ARCHITECTURES, GeneratorConfig, build_generator, delta_distance, delta_gram
-from strategies.lowrank import LowRankConv2d, LowRankLinear, inject, site_shapes, use_factors
 from strategies.hywu.strategy import HYWUOptions, HYWUStrategy, resolve_condition
+from strategies.lowrank import LowRankConv2d, LowRankLinear, inject, site_shapes, use_factors
 
 SHAPE = (1, 8, 8)
 

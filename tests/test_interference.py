@@ -177,7 +177,8 @@ def test_hywu_probe_end_to_end_stored_and_drawn(tmp_path: Path) -> None:
     # experience: HY-WU's own forward, its optimiser's parameters, and the shared adapter's gradient as
     # (dL/dW_fc2) A^T on the frozen base weight.
     hywu = strategy.model.eval()
-    trainable = list({id(p): p for g in strategy.optimizer.param_groups for p in g["params"] if p.requires_grad}.values())
+    trainable = list({id(p): p for g in strategy.optimizer.param_groups
+                      for p in g["params"] if p.requires_grad}.values())
     weight = hywu.base.fc2.base_layer.weight  # frozen in HY-WU: made a leaf with a gradient only here
     A = interference.shared_adapter_A(weight.shape[1], interference.SHARED_RANK, 0).float()
     own, logit, shared = [], [], []
@@ -191,7 +192,8 @@ def test_hywu_probe_end_to_end_stored_and_drawn(tmp_path: Path) -> None:
             *grads, g_weight = torch.autograd.grad(loss, [*trainable, weight], allow_unused=True)
         finally:
             weight.requires_grad_(False)
-        own.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, trainable)]))
+        own.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                              for g, p in zip(grads, trainable)]))
         logit.append((logits.softmax(1) - nn.functional.one_hot(y[keep], 10)).detach())  # (32, 10)
         shared.append((g_weight @ A.T).flatten())
     expected = {"gradient_conflict_own_parameters": torch.cosine_similarity(*own, dim=0).item(),

@@ -14,8 +14,8 @@ from hywu_bench.registry import SCENARIOS, STRATEGIES
 from hywu_bench.runner import run
 from hywu_bench.settings import resolve_hyperparameters
 from hywu_bench.training import TaskMaskPlugin, TrainingSetup
-from strategies.lowrank import use_factors
 from strategies.lora.strategy import OLoRAModel, PerTaskLoRAModel, SharedLoRAModel, site_key
+from strategies.lowrank import use_factors
 
 SHAPE = (1, 8, 8)
 

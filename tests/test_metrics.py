@@ -46,11 +46,11 @@ def test_fwt():
 
 
 def test_step_interference():
-    I = metrics.step_interference(R)
-    assert I[1, 0] == pytest.approx(0.3)  # 0.9 -> 0.6
-    assert I[2, 0] == pytest.approx(0.1)
-    assert I[2, 1] == pytest.approx(0.1)
-    assert np.isnan(I[0, 0]) and np.isnan(I[1, 1]) and np.isnan(I[0, 2])
+    interference = metrics.step_interference(R)
+    assert interference[1, 0] == pytest.approx(0.3)  # 0.9 -> 0.6
+    assert interference[2, 0] == pytest.approx(0.1)
+    assert interference[2, 1] == pytest.approx(0.1)
+    assert np.isnan(interference[0, 0]) and np.isnan(interference[1, 1]) and np.isnan(interference[0, 2])
 
 
 def test_single_experience_gives_nan_not_an_error():

@@ -139,7 +139,8 @@ def test_entry_points_register_and_a_broken_one_is_named(tmp_path, monkeypatch):
     broken = importlib.metadata.EntryPoint("broken", "hywu_bench_test_ep_broken", "hywu_bench.strategies")
     points = {"hywu_bench.scenarios": [good], "hywu_bench.strategies": []}
     shipped = importlib.metadata.entry_points  # hywu-bench's own built-ins stay registered
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [*shipped(group=group), *points.get(group, [])])
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [*shipped(group=group), *points.get(group, [])])
     load_entry_points()
     assert SCENARIOS.get("ep-blobs").source == f"entry point {module}"
     points["hywu_bench.strategies"] = [broken]

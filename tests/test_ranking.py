@@ -21,7 +21,8 @@ def fabricate(out: Path, name: str, seed: int, R: list[list[float]], *, base: st
     """A complete run folder; `stored=False` writes no "strategy" entry in config.json, as older runs."""
     path = results.run_dir(out, scenario, name, seed)
     R = np.array(R, dtype=float)
-    config = {"format_version": 1, "run_name": name, "spec": {"scenario": scenario, "strategy": base or name, "seed": seed}}
+    config = {"format_version": 1, "run_name": name,
+              "spec": {"scenario": scenario, "strategy": base or name, "seed": seed}}
     if stored:
         config["strategy"] = {"name": base or name, "options": options or {}, **({"role": role} if role else {})}
     results.atomic_write_json(path / "config.json", config)
@@ -82,7 +83,7 @@ def test_every_stored_metric_recomputes_from_the_stored_matrix(tmp_path: Path) -
         "acc": sum(M[T - 1]) / T,
         "learning_acc": sum(M[j][j] for j in range(T)) / T,
         "bwt": sum(M[T - 1][j] - M[j][j] for j in range(T - 1)) / (T - 1),  # Lopez-Paz & Ranzato 2017
-        "forgetting": sum(max(M[l][j] for l in range(j, T - 1)) - M[T - 1][j] for j in range(T - 1)) / (T - 1),
+        "forgetting": sum(max(M[k][j] for k in range(j, T - 1)) - M[T - 1][j] for j in range(T - 1)) / (T - 1),
         "fwt": sum(M[j - 1][j] - b[j] for j in range(1, T)) / (T - 1),
         "aia": sum(sum(M[i][: i + 1]) / (i + 1) for i in range(T)) / T,  # Rebuffi et al. 2017
         "plasticity_floor": min(M[j][j] for j in range(T)),
@@ -183,9 +184,12 @@ def test_the_front_page_opens_with_accuracy_per_method_and_scenario(tmp_path: Pa
     report = rendered.index.read_text()
     front = report[: report.index("\n## split-a")]
     assert front.index("## At a glance") < front.index("| Method | split-a | split-b (budget 4.0 KiB) |")
-    assert front.index("| Method |") < front.index("![Final accuracy against stored memory](_report/memory_frontiers.png)")
-    lines = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in front.splitlines() if line.startswith("| ")}
-    assert lines["replay"][1] == f"**80.0** [{80 - 100 * T_975_2 * 0.1 / 3 ** 0.5:.1f}, {80 + 100 * T_975_2 * 0.1 / 3 ** 0.5:.1f}]"
+    assert front.index("| Method |") < front.index(
+        "![Final accuracy against stored memory](_report/memory_frontiers.png)")
+    lines = {line.split(" | ")[0].strip("| "): line.split(" | ")
+             for line in front.splitlines() if line.startswith("| ")}
+    assert lines["replay"][1] == (f"**80.0** [{80 - 100 * T_975_2 * 0.1 / 3 ** 0.5:.1f}, "
+                                  f"{80 + 100 * T_975_2 * 0.1 / 3 ** 0.5:.1f}]")
     assert lines["replay"][2].endswith("(replay-mem_size16) |")
     assert lines["naive"][1].startswith("50.0 [50.0, 50.0]")  # 3 seeds, 0.2-0.4 below replay: p = 0.035
     assert lines["joint†"][1] == "95.0 [95.0, 95.0]" and lines["joint†"][2] == "– |"

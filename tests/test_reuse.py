@@ -4,8 +4,10 @@ is never taken for the one a stored run was made from, whichever executor runs t
 from __future__ import annotations
 
 import pytest
+
 from hywu_bench import results
 from hywu_bench.config import resolve_spec
+
 
 @pytest.mark.parametrize("executor", ["local", pytest.param("submitit-local", marks=pytest.mark.slow)])
 def test_an_edited_scenario_file_is_refused_by_the_executor(tmp_path, executor, edited_file_is_refused):

@@ -57,7 +57,8 @@ def test_a_file_resolves_sizes_classes_transforms_and_labels(tmp_path):
     assert info.name == "two" and info.setting == "class" and info.n_classes == 7
     assert [(e.n_train, e.n_test) for e in info.experiences] == [(60, 30), (60, 30)]
     assert info.experiences[0].classes == (0, 1, 2) and info.experiences[1].classes == (5, 6)
-    assert info.experiences[1].transform.startswith("permute(seed=") and "contrast(factor=0.5)" in info.experiences[1].transform
+    assert (info.experiences[1].transform.startswith("permute(seed=")
+            and "contrast(factor=0.5)" in info.experiences[1].transform)
     resolved = info.options["resolved"]
     assert len(resolved["sha256"]) == 64 and resolved["experiences"][1]["label_map"][3:5] == [0, 1]
     seed = resolved["experiences"][1]["transform"][0]["seed"]
@@ -107,12 +108,17 @@ def test_shipped_examples_build(example, request):
 @pytest.mark.parametrize("body, message", [
     ("[[experience]]\ndataset = \"digits\"\n\n[[experience]]\ndataset = \"digts\"\n",
      "line 5: experience 2: unknown dataset 'digts'. Did you mean 'digits'?"),
-    ("[[experience]]\ndataset = \"digits\"\nclases = [1]\n", "line 3: experience 1: unknown key 'clases'. Did you mean 'classes'?"),
-    ("[[experience]]\ndataset = \"digits\"\nclasses = [1, 10]\n", "line 3: experience 1: class 10 is outside digits's classes 0..9"),
-    ("[[experience]]\ndataset = \"digits\"\ntransform = \"rotat\"\n", "experience 1: unknown transform 'rotat'. Did you mean 'rotate'?"),
+    ("[[experience]]\ndataset = \"digits\"\nclases = [1]\n",
+     "line 3: experience 1: unknown key 'clases'. Did you mean 'classes'?"),
+    ("[[experience]]\ndataset = \"digits\"\nclasses = [1, 10]\n",
+     "line 3: experience 1: class 10 is outside digits's classes 0..9"),
+    ("[[experience]]\ndataset = \"digits\"\ntransform = \"rotat\"\n",
+     "experience 1: unknown transform 'rotat'. Did you mean 'rotate'?"),
     ("[[experience]]\ndataset = \"digits\"\ntransform = { name = \"blur\" }\n", "transform 'blur' needs sigma"),
-    ("[[experience]]\ndataset = \"digits\"\ntransform = { name = \"blur\", sigma = -1 }\n", "sigma must be a number >= 0"),
-    ("[[experience]]\ndataset = \"digits\"\ntransform = { name = \"rotate\", angle = 3 }\n", "has no parameter 'angle'"),
+    ("[[experience]]\ndataset = \"digits\"\ntransform = { name = \"blur\", sigma = -1 }\n",
+     "sigma must be a number >= 0"),
+    ("[[experience]]\ndataset = \"digits\"\ntransform = { name = \"rotate\", angle = 3 }\n",
+     "has no parameter 'angle'"),
     ("[[experience]]\ndataset = \"digits\"\nuser = 0\n[[experience]]\ndataset = \"digits\"\n",
      "line 4: experience 2: has no user"),
     ("[[experience]]\ndataset = \"digits\"\nlabel_map = [1, 0]\n", "label_map has 2 entries but the dataset has 10"),

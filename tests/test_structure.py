@@ -27,7 +27,8 @@ def imports(path: Path, name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
     return found
@@ -95,7 +96,8 @@ def test_only_the_cli_imports_the_cli_and_the_core_names_no_concrete_strategy_or
 
 def test_list_validation_and_help_import_neither_torch_nor_avalanche(tmp_path):
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom hywu_bench.cli import app\n"
-            "for args in (['list'], ['run', '--scenario', 'nope'], ['run', '--set', 'beta=-1'], ['compare', '--help'],\n"
+            "for args in (['list'], ['run', '--scenario', 'nope'], ['run', '--set', 'beta=-1'], "
+            "['compare', '--help'],\n"
             "             ['compare', '--scenario', 'split-digits', '--strategies', 'naive,nope']):\n"
             "    r = CliRunner().invoke(app, args)\n"
             "    assert r.exit_code in (0, 2), (args, r.output)\n"

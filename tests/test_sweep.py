@@ -147,6 +147,7 @@ def test_executor_options_come_from_a_suite_table_a_file_and_flags_in_that_order
     (tmp_path / "empty.toml").write_text("title = 'no executor here'\n")
     with pytest.raises(UserError, match=r"has no \[executor\] table"):
         executor_options(None, None, None, tmp_path / "empty.toml")
-    suite.write_text('[tiny]\nexecutor = "slurm"\n[[tiny.scenarios]]\nscenario = "split-digits"\nstrategies = ["naive"]\n')
+    suite.write_text('[tiny]\nexecutor = "slurm"\n'
+                     '[[tiny.scenarios]]\nscenario = "split-digits"\nstrategies = ["naive"]\n')
     with pytest.raises(UserError, match=r"tiny.executor must be a table"):
         suites.load_suite(suite, "tiny")

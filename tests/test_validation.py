@@ -37,7 +37,8 @@ def test_holdout_splits_training_data_and_drops_the_test_split():
         info = held.info.experiences[k]
         assert (info.n_train, info.n_test) == (len(yt), len(yv))
     again = holdout(SCENARIOS.build("split-digits", spec), 0.25, seed=3)  # seeded: the same split
-    assert torch.equal(dataset_tensors(again.test_stream[0].dataset)[0], dataset_tensors(held.test_stream[0].dataset)[0])
+    assert torch.equal(dataset_tensors(again.test_stream[0].dataset)[0],
+                       dataset_tensors(held.test_stream[0].dataset)[0])
 
 
 def test_holdout_keeps_condition_tokens_aligned():

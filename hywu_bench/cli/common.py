@@ -36,7 +36,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-Loggers = Annotated[Optional[list[str]], typer.Option("--logger", help="Avalanche's loggers on every run, under <run>/logs/: text, csv, tensorboard or wandb (offline unless WANDB_MODE is set); repeatable. Not part of a run's identity.")]
+Loggers = Annotated[Optional[list[str]], typer.Option(
+    "--logger", help="Avalanche's loggers on every run, under <run>/logs/: text, csv, tensorboard or wandb "
+                     "(offline unless WANDB_MODE is set); repeatable. Not part of a run's identity.")]
 
 
 def check_loggers(names: list[str] | None) -> tuple[str, ...]:
@@ -45,7 +47,8 @@ def check_loggers(names: list[str] | None) -> tuple[str, ...]:
     return check(names or [])
 
 
-Plugins = Annotated[Optional[list[Path]], typer.Option("--plugin", help="A Python file that registers scenarios or strategies (repeatable).")]
+Plugins = Annotated[Optional[list[Path]], typer.Option(
+    "--plugin", help="A Python file that registers scenarios or strategies (repeatable).")]
 
 
 def load_plugins(plugins: list[Path] | None) -> None:

@@ -14,24 +14,35 @@ from hywu_bench.errors import UserError
 
 @user_errors
 def run_command(
-    scenario: Annotated[Optional[str], typer.Option(help="Scenario name (see `hywu-bench list`). [default: split-digits]")] = None,
+    scenario: Annotated[Optional[str], typer.Option(
+        help="Scenario name (see `hywu-bench list`). [default: split-digits]")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Strategy name (see `hywu-bench list`).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (>= 0). [default: 0]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate. [default: the scenario's]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Training minibatch size. [default: the scenario's]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Training minibatch size. [default: the scenario's]")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="mlp, cnn, resnet18 or auto. [default: auto]")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")] = None,
-    warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--no-warm-start", help="Share a backbone trained on experience 0. [default: on]")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="Dataset folder. [default: $HYWU_BENCH_DATA or ~/.cache/hywu-bench/data]")] = None,
-    download: Annotated[bool, typer.Option(help="Download missing datasets with torchvision (needs a network).")] = False,
+    warm_start: Annotated[Optional[bool], typer.Option(
+        "--warm-start/--no-warm-start", help="Share a backbone trained on experience 0. [default: on]")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        help="Dataset folder. [default: $HYWU_BENCH_DATA or ~/.cache/hywu-bench/data]")] = None,
+    download: Annotated[bool, typer.Option(
+        help="Download missing datasets with torchvision (needs a network).")] = False,
     name: Annotated[Optional[str], typer.Option(help="Run folder name. [default: the strategy name]")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: a spec field, or a scenario/strategy option (scenario.KEY, strategy.KEY); repeatable.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="A TOML file with spec fields and [scenario_options]/[strategy_options].")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="KEY=VALUE: a spec field, or a scenario/strategy option (scenario.KEY, strategy.KEY); "
+                      "repeatable.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        help="A TOML file with spec fields and [scenario_options]/[strategy_options].")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     overwrite: Annotated[bool, typer.Option(help="Replace a complete run with the same name.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last finished experience.")] = False,
-    scenario_file: Annotated[Optional[Path], typer.Option(help="A TOML task sequence (see scenarios/examples); same as --scenario sequence --set scenario.path=FILE.")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted run from its last finished experience.")] = False,
+    scenario_file: Annotated[Optional[Path], typer.Option(
+        help="A TOML task sequence (see scenarios/examples); same as --scenario sequence "
+             "--set scenario.path=FILE.")] = None,
     plugin: Plugins = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; just the final table.")] = False,
     logger: Loggers = None,

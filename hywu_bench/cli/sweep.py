@@ -21,13 +21,24 @@ log = logging.getLogger(__name__)
 
 # Where the runs execute (hywu_bench.executors): declared once, on compare and paper.
 PANEL = "Where runs execute"
-Executor = Annotated[Optional[str], typer.Option(rich_help_panel=PANEL, help="local, submitit-local, slurm or ray. [default: local, or the suite's]")]
-ExecutorOpt = Annotated[Optional[list[str]], typer.Option("--executor-opt", rich_help_panel=PANEL, help="KEY=VALUE for the executor (repeatable). slurm: partition, time (90, 4:00:00, 1-00:00:00), gpus_per_task, cpus_per_task, mem, array_parallelism, sbatch_lines (repeat to add), jobs_folder; submitit-local: time, gpus_per_task, cpus_per_task, jobs_folder; ray: address (HOST:PORT), num_gpus, num_cpus, retries, shared_path, jobs_folder.")]
-ExecutorConfig = Annotated[Optional[Path], typer.Option(rich_help_panel=PANEL, help="A TOML file whose [executor] table holds kind and the executor's keys (flags override it).")]
+Executor = Annotated[Optional[str], typer.Option(
+    rich_help_panel=PANEL, help="local, submitit-local, slurm or ray. [default: local, or the suite's]")]
+ExecutorOpt = Annotated[Optional[list[str]], typer.Option(
+    "--executor-opt", rich_help_panel=PANEL,
+    help="KEY=VALUE for the executor (repeatable). "
+         "slurm: partition, time (90, 4:00:00, 1-00:00:00), gpus_per_task, cpus_per_task, mem, array_parallelism, "
+         "sbatch_lines (repeat to add), jobs_folder; "
+         "submitit-local: time, gpus_per_task, cpus_per_task, jobs_folder; "
+         "ray: address (HOST:PORT), num_gpus, num_cpus, retries, shared_path, jobs_folder.")]
+ExecutorConfig = Annotated[Optional[Path], typer.Option(
+    rich_help_panel=PANEL,
+    help="A TOML file whose [executor] table holds kind and the executor's keys (flags override it).")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")]
-Overwrite = Annotated[bool, typer.Option(help="Replace stored runs whose configuration differs (identical ones are always reused).")]
+Overwrite = Annotated[bool, typer.Option(
+    help="Replace stored runs whose configuration differs (identical ones are always reused).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")]
-Workers = Annotated[Optional[int], typer.Option(rich_help_panel=PANEL, help="local: runs in parallel, each in its own process. [default: 1, or the suite's]")]
+Workers = Annotated[Optional[int], typer.Option(
+    rich_help_panel=PANEL, help="local: runs in parallel, each in its own process. [default: 1, or the suite's]")]
 
 
 def executor_options(kind: str | None, pairs: list[str] | None, workers: int | None, config: Path | None,
@@ -101,11 +112,19 @@ def _print_rendered(rendered: Any) -> None:
 @user_errors
 def compare_command(
     scenario: Annotated[str, typer.Option(help="Scenario name (see `hywu-bench list`).")],
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu; a strategy's variants in brackets, each run stored under its own name: replay\\[mem_size=100,500] (replay-mem_size100, replay-mem_size500), ';' between keys for a cartesian product: replay\\[mem_size=100,500;buffer=class,experience].")],
+    strategies: Annotated[str, typer.Option(
+        help="Comma-separated strategy names, e.g. naive,replay,ewc,hywu; a strategy's variants in brackets, "
+             "each run stored under its own name: replay\\[mem_size=100,500] (replay-mem_size100, replay-mem_size500), "
+             "';' between keys for a cartesian product: replay\\[mem_size=100,500;buffer=class,experience].")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds or ranges, e.g. 0,1,2 or 0-4.")] = "0,1,2",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
     device: Device = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable. memory_budget=1.4MiB sizes every rehearsal method's memory to those bytes; memory_budget=match:STRATEGY runs STRATEGY first and gives the others its stored bytes, seed by seed.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set",
+        help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable. "
+             "memory_budget=1.4MiB sizes every rehearsal method's memory to those bytes; "
+             "memory_budget=match:STRATEGY runs STRATEGY first and gives the others its stored bytes, "
+             "seed by seed.")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     overwrite: Overwrite = False,
     plugin: Plugins = None,
@@ -133,7 +152,6 @@ def compare_command(
     runner.loggers = loggers
     load_plugins(plugin)
     from hywu_bench import sweep
-
     from hywu_bench.variants import parse_all, split_top_level
 
     names, seed_list = split_top_level(strategies), parse_seeds(seeds)
@@ -150,7 +168,8 @@ def compare_command(
 @user_errors
 def report_command(
     results_dir: Annotated[Path, typer.Argument(help="A results folder (as written by run/compare/paper).")],
-    scenario: Annotated[Optional[list[str]], typer.Option(help="Only this scenario (repeatable). [default: all]")] = None,
+    scenario: Annotated[Optional[list[str]], typer.Option(
+        help="Only this scenario (repeatable). [default: all]")] = None,
 ) -> None:
     """Re-render every table and figure (and REPORT.md) from stored runs; no training, no torch."""
     from hywu_bench.pages import render

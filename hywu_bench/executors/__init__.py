@@ -24,8 +24,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hywu_bench.errors import UserError
-from hywu_bench.executors.base import (Executor, Listener, Outcome, SilentListener, default_jobs_folder,
-                                       prepare_worker, run_one)
+from hywu_bench.executors.base import (
+    Executor,
+    Listener,
+    Outcome,
+    SilentListener,
+    default_jobs_folder,
+    prepare_worker,
+    run_one,
+)
 from hywu_bench.executors.local import LocalExecutor, ProcessExecutor
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorOptions", "Listener", "LocalExecutor", "Outcome", "ProcessExecutor",
@@ -43,7 +50,8 @@ class ExecutorOptions:
 
     kind: str = "local"  # one of EXECUTORS
     workers: int | None = None  # local: runs in parallel, each in its own process [1]
-    jobs_folder: Path | None = None  # all but local: submitit's folder and failure logs [<out's parent>/.hywu-bench-jobs/<out's name>]
+    jobs_folder: Path | None = None  # all but local: submitit's folder and failure logs
+    #                                  [<out's parent>/.hywu-bench-jobs/<out's name>]
     time: str | None = None  # slurm, submitit-local: time limit of one run: minutes, H:MM:SS or D-HH:MM:SS [4:00:00]
     partition: str | None = None  # slurm: sbatch --partition [the cluster's default]
     gpus_per_task: int | None = None  # slurm, submitit-local: GPUs per run [0]
@@ -66,7 +74,8 @@ class ExecutorOptions:
             owners = [k for k in EXECUTORS if wrong[0] in accepted_keys(k)]
             raise UserError(f"executor option '{wrong[0]}' belongs to --executor {' or '.join(owners)}, not to "
                             f"--executor {self.kind} (it takes: {', '.join(accepted_keys(self.kind))}).")
-        for name in ("workers", "gpus_per_task", "cpus_per_task", "array_parallelism", "retries", "num_gpus", "num_cpus"):
+        for name in ("workers", "gpus_per_task", "cpus_per_task", "array_parallelism", "retries", "num_gpus",
+                     "num_cpus"):
             value = getattr(self, name)
             least = 1 if name in ("workers", "cpus_per_task", "array_parallelism") else 0
             if value is not None and value < least:
@@ -74,7 +83,8 @@ class ExecutorOptions:
         if self.kind == "ray" and not self.address:
             raise UserError("--executor ray needs --executor-opt address=HOST:PORT of the cluster's head "
                             "(`ray start --head` prints it).")
-        self.time_minutes  # a bad time is an error now, not after the grid was built
+        if self.time:
+            parse_minutes(self.time)  # a bad time is an error now, not after the grid was built
 
     @property
     def time_minutes(self) -> int:
@@ -104,7 +114,8 @@ class ExecutorOptions:
             values[key] = value
         unknown = sorted(set(values) - set(hints))
         if unknown:
-            raise UserError(f"unknown executor option '{unknown[0]}'; valid: {', '.join(k for k in hints if k != 'kind')}.")
+            raise UserError(f"unknown executor option '{unknown[0]}'; "
+                            f"valid: {', '.join(k for k in hints if k != 'kind')}.")
         typed = {k: coerce(v, hints[k], f"executor option {k}") for k, v in values.items()}
         if typed.get("jobs_folder") is not None:
             typed["jobs_folder"] = Path(typed["jobs_folder"])

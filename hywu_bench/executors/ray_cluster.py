@@ -1,4 +1,5 @@
-"""`--executor ray --executor-opt address=HOST:PORT`: one Ray task per run on a running cluster (`pip install "hywu-bench[ray]"`).
+"""`--executor ray --executor-opt address=HOST:PORT`: one Ray task per run on a running cluster
+(`pip install "hywu-bench[ray]"`).
 
 Each run is a remote task with `num_gpus`/`num_cpus` and `max_retries` (Ray reruns a task whose worker
 died; the run is idempotent, so that is safe). With `shared_path=true` the task writes into `--out`, which
@@ -23,8 +24,7 @@ from hywu_bench import results
 from hywu_bench.config import RunSpec
 from hywu_bench.errors import UserError
 from hywu_bench.executors import ExecutorOptions
-from hywu_bench.executors.base import (Listener, Outcome, default_jobs_folder, prepare_worker, run_one,
-                                       write_failure_log)
+from hywu_bench.executors.base import Listener, Outcome, default_jobs_folder, prepare_worker, run_one, write_failure_log
 from hywu_bench.locking import RunLock
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ def parse_address(address: str) -> tuple[str, int]:
     text = address.removeprefix("ray://")
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise UserError(f"executor option address='{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, as `ray start --head` prints).")
+        raise UserError(f"executor option address='{address}' is not HOST:PORT "
+                        "(e.g. 10.0.0.5:6379, as `ray start --head` prints).")
     return host.strip("[]"), int(port)
 
 
@@ -143,13 +144,16 @@ class RayExecutor:
         total = {k: sum(n.get(k, 0) for n in nodes) for k in ("GPU", "CPU")}
         have = f"{len(nodes)} node(s), {total['CPU']:g} CPUs and {total['GPU']:g} GPUs in all"
         if self.num_gpus > 0 and not total["GPU"]:
-            raise UserError(f"executor option num_gpus={self.num_gpus:g}: the Ray cluster at {self.address} has no GPU ({have}); "
+            raise UserError(f"executor option num_gpus={self.num_gpus:g}: the Ray cluster at {self.address} "
+                            f"has no GPU ({have}); "
                             f"runs would wait forever. Drop num_gpus or add GPU nodes. Nothing was submitted.")
         if self.num_gpus > most["GPU"]:
-            raise UserError(f"executor option num_gpus={self.num_gpus:g}: no node of the Ray cluster at {self.address} has "
+            raise UserError(f"executor option num_gpus={self.num_gpus:g}: "
+                            f"no node of the Ray cluster at {self.address} has "
                             f"that many GPUs ({have}); runs would wait forever. Nothing was submitted.")
         if self.num_cpus > most["CPU"]:
-            raise UserError(f"executor option num_cpus={self.num_cpus:g}: no node of the Ray cluster at {self.address} has "
+            raise UserError(f"executor option num_cpus={self.num_cpus:g}: "
+                            f"no node of the Ray cluster at {self.address} has "
                             f"that many CPUs ({have}); runs would wait forever. Nothing was submitted.")
 
     def run(self, specs: Sequence[RunSpec], out: Path, listener: Listener, overwrite: bool = False) -> list[Outcome]:

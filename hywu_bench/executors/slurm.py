@@ -64,13 +64,15 @@ def sbatch_options(lines: Sequence[str]) -> dict[str, Any]:
     for line in lines:
         text = line.strip().removeprefix("#SBATCH").strip()
         if not text.startswith("--") and text.startswith("-"):
-            raise UserError(f"executor option sbatch_lines='{line}': give the long form, e.g. --account=mylab (not -A mylab).")
+            raise UserError(f"executor option sbatch_lines='{line}': "
+                            "give the long form, e.g. --account=mylab (not -A mylab).")
         key, sep, value = text.lstrip("-").partition("=")
         if not sep:
             key, _, value = key.partition(" ")
         key, value = key.strip(), value.strip()
         if not key or " " in key:
-            raise UserError(f"executor option sbatch_lines='{line}' is not an sbatch option; write it like --account=mylab.")
+            raise UserError(f"executor option sbatch_lines='{line}' is not an sbatch option; "
+                            "write it like --account=mylab.")
         options[key] = value if value else True
     return options
 

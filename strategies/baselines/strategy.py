@@ -12,8 +12,14 @@ from torch import nn
 
 from hywu_bench.data import dataset_tensors
 from hywu_bench.memory import MemoryBytes
-from hywu_bench.training import (CheckpointMixin, HarnessTemplate, PrecisionMixin, TensorLoadersMixin, TrainingSetup,
-                                 tensor_bytes)
+from hywu_bench.training import (
+    CheckpointMixin,
+    HarnessTemplate,
+    PrecisionMixin,
+    TensorLoadersMixin,
+    TrainingSetup,
+    tensor_bytes,
+)
 from strategies.baselines import AGEMOptions, EWCOptions, LwFOptions, NoOptions, ReplayOptions, SIOptions
 
 

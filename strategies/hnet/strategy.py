@@ -10,10 +10,10 @@ from torch import Tensor, nn
 from hywu_bench.errors import UserError
 from hywu_bench.memory import MemoryBytes
 from hywu_bench.training import TrainingSetup, module_bytes, tensor_bytes
-from strategies.hywu.generator import GeneratorConfig, build_generator
-from strategies.lowrank import Factors, use_factors
 from strategies.hnet import HNetOptions
+from strategies.hywu.generator import GeneratorConfig, build_generator
 from strategies.lora.strategy import FrozenBase, LoRATemplate, make_template
+from strategies.lowrank import Factors, use_factors
 
 NO_TASK = -1
 

@@ -2,8 +2,9 @@
 
 `options.py` (its options and per-family recommendations; light), `condition.py` (condition encoders),
 `generator.py` (condition -> factors), `model.py` (base + generator as one module), `memory.py`
-(functional memory), `budget.py` (anchors per experience from a memory budget), `strategy.py` (the Avalanche strategy, imported only when a run starts). The
-per-instance low-rank operator it shares with the LoRA family is `strategies/lowrank.py`.
+(functional memory), `budget.py` (anchors per experience from a memory budget), `strategy.py` (the
+Avalanche strategy, imported only when a run starts). The per-instance low-rank operator it shares with
+the LoRA family is `strategies/lowrank.py`.
 """
 
 from hywu_bench.memory import Budget

@@ -13,7 +13,6 @@ from hywu_bench.registry import STRATEGIES
 from strategies.zoo.catalogue import METHODS, PLUMBING, RUN_BY, Method
 from strategies.zoo.options import NOT_EXPOSED, OPTIONS
 
-
 RUN_BY_NAME: dict[str, list[str]] = {}
 for _cls, _name in RUN_BY.items():
     RUN_BY_NAME.setdefault(_name, []).append(_cls)

@@ -19,8 +19,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from hywu_bench.errors import UserError
-from hywu_bench.training import (CheckpointMixin, HarnessTemplate, PrecisionMixin, TensorLoadersMixin,
-                                 TrainingSetup)
+from hywu_bench.training import CheckpointMixin, HarnessTemplate, PrecisionMixin, TensorLoadersMixin, TrainingSetup
 from strategies.zoo import models
 from strategies.zoo.catalogue import Method, method
 from strategies.zoo.facts import ExperienceFactsMixin

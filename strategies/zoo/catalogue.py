@@ -97,7 +97,8 @@ METHODS: tuple[Method, ...] = (
            paper="Lopez-Paz & Ranzato 2017"),
     Method("gss", "avalanche.training.plugins:GSS_greedyPlugin", "GSS-greedy: keep a buffer of gradient-diverse "
            "samples", buffer="mem_size", item_extra=4, fixed={"input_size": "@input_shape"},
-           paper="Aljundi et al. 2019b", no_bf16="its per-sample gradient passes run in float32 beside the autocast forward"),
+           paper="Aljundi et al. 2019b",
+           no_bf16="its per-sample gradient passes run in float32 beside the autocast forward"),
     Method("mir", "avalanche.training.plugins:MIRPlugin", "MIR: replay the stored samples a virtual update would "
            "interfere with most", buffer="mem_size", item_extra=4, defaults={"batch_size_mem": 10}, relearn_first=True,
            resume="MIR's replay loader, made at the end of an experience (a generator)",
@@ -120,16 +121,19 @@ METHODS: tuple[Method, ...] = (
            conditions=_NO_CONDITIONS, paper="Mai et al. 2021"),
     Method("mer", "avalanche.training:MER", "MER: meta-experience replay (Reptile over replayed batches)",
            buffer="mem_size", item_extra=4, memory_kinds={"w_bef": None},  # Reptile's weights before a batch
-           relearn_first=True, conditions=_NO_CONDITIONS, paper="Riemer et al. 2019", no_bf16="its Reptile loop runs its own forward passes outside the template's forward"),
+           relearn_first=True, conditions=_NO_CONDITIONS, paper="Riemer et al. 2019",
+           no_bf16="its Reptile loop runs its own forward passes outside the template's forward"),
     Method("lamaml", "avalanche.training.supervised.lamaml_v2:LaMAML", "La-MAML: look-ahead meta-learning with "
            "learnt per-parameter learning rates (Avalanche's torch.func version; the `higher` one is not "
            "installed)", buffer="max_buffer_size", model="base-model", relearn_first=True,
            resume="LaMAML's second optimizer (of its learnt learning rates)", conditions=_NO_CONDITIONS,
-           paper="Gupta et al. 2020", no_bf16="its meta-update runs its own forward passes outside the template's forward"),
+           paper="Gupta et al. 2020",
+           no_bf16="its meta-update runs its own forward passes outside the template's forward"),
     Method("feature-replay", "avalanche.training:FeatureReplay", "feature replay: a buffer of penultimate "
            "features trains the head", buffer="mem_size", defaults={"batch_size_mem": None}, why=_BATCH_MEM,
            fixed={"last_layer_name": "head"}, conditions=_NO_CONDITIONS, paper="Avalanche",
-           resume="its replay loader of stored features, made at the end of an experience (a generator)", no_bf16="its feature buffer keeps float32 features that meet bf16 activations in the head"),
+           resume="its replay loader of stored features, made at the end of an experience (a generator)",
+           no_bf16="its feature buffer keeps float32 features that meet bf16 activations in the head"),
     Method("cope", "avalanche.training.plugins:CoPEPlugin", "CoPE: continual prototype evolution (the backbone's "
            "outputs are the prototype space)", settings=("class",), buffer="mem_size",
            fixed={"n_classes": "@n_classes", "p_size": "@n_classes"}, relearn_first=True,
@@ -168,7 +172,8 @@ METHODS: tuple[Method, ...] = (
     Method("pnn", "avalanche.training:PNNStrategy", "ORACLE: progressive neural networks, a column per task "
            "chosen by the task label (task-incremental only)", settings=("task",), role="oracle", model="pnn",
            resume="the columns PNN adds for every task (its model grows)",
-           relearn_first=True, conditions=_NO_CONDITIONS, paper="Rusu et al. 2016", no_bf16="its columns write float32 buffers in place from bf16 activations"),
+           relearn_first=True, conditions=_NO_CONDITIONS, paper="Rusu et al. 2016",
+           no_bf16="its columns write float32 buffers in place from bf16 activations"),
     Method("packnet", "avalanche.training:PackNet", "ORACLE: PackNet, a pruned weight mask per task chosen by the "
            "task label (task-incremental only)", settings=("task",), role="oracle", model="packnet",
            defaults={"post_prune_epochs": None, "prune_proportion": 0.5},
