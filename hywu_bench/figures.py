@@ -406,6 +406,7 @@ def _memory_panel(ax: Any, runs: pd.DataFrame, styles: dict[str, dict[str, Any]]
                 for name, sub in runs.groupby("strategy", sort=False)}
     nonzero = [x for x, _ in per_name.values() if x > 0]
     floor = 10 ** (math.floor(math.log10(min(nonzero))) - 1) if nonzero else 1.0
+    at_zero = len(nonzero) < len(per_name)  # a method storing nothing sits at "0", left of the log axis
 
     def err(ci: stats.MeanCI) -> float:
         return 0.0 if math.isnan(ci.half_width) else ci.half_width
@@ -434,11 +435,12 @@ def _memory_panel(ax: Any, runs: pd.DataFrame, styles: dict[str, dict[str, Any]]
     if at:
         ax.axvline(at, color="grey", linestyle=":", linewidth=1, label="memory budget")
     top = max([floor, at or 0] + nonzero)
-    ticks = _byte_ticks(floor * 2, top * 2, most_ticks)
+    left = floor if at_zero else min(nonzero + ([at] if at else []))
+    ticks = _byte_ticks(left / 2 if at_zero else left / 2.5, top * 2, most_ticks, min_step=1 if most_ticks > 3 else 4)
     ax.set_xscale("log")
-    ax.set_xticks([floor] + ticks, ["0"] + [_bytes_label(t) for t in ticks])
+    ax.set_xticks(([floor] if at_zero else []) + ticks, (["0"] if at_zero else []) + [_bytes_label(t) for t in ticks])
     ax.minorticks_off()
-    ax.set_xlim(floor / 2.5, top * 2.5)
+    ax.set_xlim(left / 2.5, top * 2.5)
     ax.set_xlabel("stored memory (bytes, log scale)")
     ax.set_ylabel("final average accuracy (%)")
     _within(ax.set_ylim, ax.get_ylim(), 0, 100)
@@ -496,10 +498,11 @@ def _bytes_label(value: float) -> str:
     return f"{value:g} B"
 
 
-def _byte_ticks(low: float, high: float, most: int = 5) -> list[float]:
-    """Powers of two between low and high, thinned to at most `most`, preferring whole KiB/MiB/GiB."""
+def _byte_ticks(low: float, high: float, most: int = 5, min_step: int = 1) -> list[float]:
+    """Powers of two between low and high, thinned to at most `most` (and at least `min_step` doublings
+    apart, for narrow panels), preferring whole KiB/MiB/GiB."""
     powers = [2.0**n for n in range(0, 41) if low <= 2.0**n <= high]
-    for step in (1, 2, 3, 4, 5, 10):
+    for step in (s for s in (1, 2, 3, 4, 5, 10) if s >= min_step):
         chosen = [p for p in powers if round(math.log2(p)) % step == 0]
         if len(chosen) <= most:
             return chosen

@@ -219,12 +219,17 @@ def _budgets(runs: pd.DataFrame) -> pd.Series:
 
 
 def budget(runs: pd.DataFrame) -> float | None:
-    """The memory budget most of a scenario's run names were given (the largest on a tie), or None."""
+    """The memory budget of a scenario's comparison, or None: the one most plain strategies (not variants)
+    were given, then most run names, then the largest. A grid `hywu,replay,replay[memory_budget=1MiB,2MiB]`
+    with `memory_budget=match:hywu` is a comparison at hywu's bytes, its variants the frontier around it."""
     budgets = _budgets(runs).dropna()
     if budgets.empty:
         return None
-    counts = budgets.value_counts()
-    return float(max(counts[counts == counts.max()].index))
+    bases = (runs.groupby("strategy", sort=False)["base"].first() if "base" in runs
+             else pd.Series(dtype=object)).reindex(budgets.index)
+    plain = pd.Series([bool(pd.isna(b) or b == n) for n, b in bases.items()], index=budgets.index)
+    key = {at: ((plain & (budgets == at)).sum(), (budgets == at).sum(), at) for at in budgets.unique()}
+    return float(max(key, key=key.get))
 
 
 def _pick(names: list[str], runs: pd.DataFrame, base: str, at: float | None) -> str | None:

@@ -218,3 +218,23 @@ def test_budgets_matched_seed_by_seed_pick_each_methods_run_at_them() -> None:
     picked = long.set_index("row")
     assert picked.at["replay", "mean"] == pytest.approx(0.6) and picked.at["ewc", "budget_status"] == "over"
     assert picked.at["hywu", "tied"] and picked.at["replay", "tied"] and not picked.at["ewc", "tied"]
+
+
+def test_the_budget_of_a_comparison_is_the_plain_strategies_not_its_variants() -> None:
+    """hywu,replay,replay[memory_budget=128KiB,2MiB] with match:hywu: one run name per budget, and the
+    comparison's budget is the one the plain `replay` got (hywu's bytes), not the largest variant's."""
+    rows = []
+    for seed in range(3):
+        rows += [{"scenario": "s", "strategy": "hywu", "seed": seed, "acc": 0.7, "memory_budget_bytes": np.nan,
+                  "base": "hywu"},
+                 {"scenario": "s", "strategy": "replay", "seed": seed, "acc": 0.3, "memory_budget_bytes": 212800,
+                  "base": "replay"}]
+        rows += [{"scenario": "s", "strategy": f"replay-memory_budget{label}", "seed": seed, "acc": 0.5,
+                  "memory_budget_bytes": at, "base": "replay"}
+                 for label, at in (("128KiB", 131072), ("2MiB", 2097152))]
+    per_run = pd.DataFrame(rows)
+    assert ranking.budget(per_run) == 212800
+    long, _ = ranking.headline(per_run, ["s"], ranking.frame_methods(per_run))
+    assert dict(zip(long["row"], long["strategy"])) == {"replay": "replay", "hywu": "hywu"}
+    without_plain = per_run[per_run["strategy"] != "replay"]  # only variants: the largest of the tie
+    assert ranking.budget(without_plain) == 2097152
