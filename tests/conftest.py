@@ -150,3 +150,32 @@ def _edited_file_is_refused(tmp_path, *executor_args: str) -> None:
 @pytest.fixture
 def edited_file_is_refused():
     return _edited_file_is_refused
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfterSecond:
+    """A progress reporter that raises once experience 1 is stored, as a killed process would leave it."""
+
+    def start(self, spec, info): ...
+    def epoch(self, experience, epoch, n_epochs): ...
+    def finish(self): ...
+
+    def experience(self, experience, accuracies, seconds):
+        if experience == 1:
+            raise _Crash
+
+
+@pytest.fixture
+def crash_after_second_experience():
+    """`crash(spec, out)`: run `spec` into `out` and die right after its second experience is stored (its
+    checkpoint written), so that `run(spec, out, resume=True)` has something to resume."""
+    from hywu_bench.runner import run
+
+    def crash(spec, out) -> None:
+        with pytest.raises(_Crash):
+            run(spec, out, reporter=_CrashAfterSecond())
+
+    return crash

@@ -418,28 +418,15 @@ def test_a_cnn_reads_its_condition_at_its_hidden_linear_and_rehearses():
     assert strategy.model.rehearsable(torch.rand(4, *SHAPE)) and strategy.beta == 0.0
 
 
-def test_a_run_without_the_shared_warm_start_resumes_exactly_after_a_crash(tmp_path):
+def test_a_run_without_the_shared_warm_start_resumes_exactly_after_a_crash(tmp_path, crash_after_second_experience):
     """The checkpoint after experience 1 was written with the generator's optimizer: a fresh strategy (still
     in its base phase) must switch before the optimizer state is loaded."""
     from hywu_bench.config import resolve_spec
     from hywu_bench.runner import run
 
-    class Crash(Exception):
-        pass
-
-    class CrashAfterSecond:
-        def start(self, spec, info): ...
-        def epoch(self, experience, epoch, n_epochs): ...
-        def finish(self): ...
-
-        def experience(self, experience, accuracies, seconds):
-            if experience == 1:
-                raise Crash
-
     def spec():
         return resolve_spec(flags=dict(strategy="hywu", epochs=2, warm_start=False))
 
-    with pytest.raises(Crash):
-        run(spec(), tmp_path / "crashed", reporter=CrashAfterSecond())
+    crash_after_second_experience(spec(), tmp_path / "crashed")
     resumed = run(spec(), tmp_path / "crashed", resume=True)
     assert (resumed.R == run(spec(), tmp_path / "reference").R).all()

@@ -152,40 +152,24 @@ def test_cuda_bf16_run(tmp_path):
     assert rec.R.shape == (5, 5)
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSecond:
-    def start(self, spec, info): ...
-    def epoch(self, experience, epoch, n_epochs): ...
-    def finish(self): ...
-
-    def experience(self, experience, accuracies, seconds):
-        if experience == 1:
-            raise Crash
-
-
 @pytest.mark.parametrize("strategy", ["naive", "lwf", "si", "agem", "cumulative", "hywu", "lora", "olora", "hnet"])
-def test_every_strategy_resumes_exactly_after_a_crash(tmp_path, strategy):
+def test_every_strategy_resumes_exactly_after_a_crash(tmp_path, strategy, crash_after_second_experience):
     def spec():
         sets = ["setting=task"] if strategy == "hnet" else []
         return resolve_spec(flags=dict(strategy=strategy, epochs=1), sets=sets)
 
-    with pytest.raises(Crash):
-        run(spec(), tmp_path / "crashed", reporter=CrashAfterSecond())
+    crash_after_second_experience(spec(), tmp_path / "crashed")
     resumed = run(spec(), tmp_path / "crashed", resume=True)
     reference = run(spec(), tmp_path / "reference")
     assert np.array_equal(resumed.R, reference.R)
     assert resumed.metrics["stored_memory_bytes"] == reference.metrics["stored_memory_bytes"]
 
 
-def test_optimizer_state_survives_a_resume(tmp_path):
+def test_optimizer_state_survives_a_resume(tmp_path, crash_after_second_experience):
     """Adam's moments carry across experiences in an uninterrupted run; a resumed one must keep them."""
     def spec():
         return resolve_spec(flags=dict(strategy="replay", epochs=1, optimizer="adam", lr=1e-3))
 
-    with pytest.raises(Crash):
-        run(spec(), tmp_path / "crashed", reporter=CrashAfterSecond())
+    crash_after_second_experience(spec(), tmp_path / "crashed")
     resumed = run(spec(), tmp_path / "crashed", resume=True)
     assert np.array_equal(resumed.R, run(spec(), tmp_path / "reference").R)

@@ -132,23 +132,8 @@ def test_every_runnable_strategy_runs_a_short_stream(tmp_path, naive_record, nam
     check_runs(name, tmp_path, naive_record)
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSecond:
-    def start(self, spec, info): ...
-    def epoch(self, experience, epoch, n_epochs): ...
-    def finish(self): ...
-
-    def experience(self, experience, accuracies, seconds):
-        if experience == 1:
-            raise Crash
-
-
-def check_resume(name, tmp_path):
-    with pytest.raises(Crash):
-        run(spec_for(name), tmp_path / "crashed", reporter=CrashAfterSecond())
+def check_resume(name, tmp_path, crash):
+    crash(spec_for(name), tmp_path / "crashed")
     refusal = BY_NAME[name].resume
     if refusal:
         with pytest.raises(UserError, match=rf"^strategy '{name}' cannot resume exactly: .*--resume"):
@@ -161,14 +146,14 @@ def check_resume(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["icarl", "derpp"])  # one exact, one refused
-def test_resume_is_exact_or_refused(tmp_path, name):
-    check_resume(name, tmp_path)
+def test_resume_is_exact_or_refused(tmp_path, name, crash_after_second_experience):
+    check_resume(name, tmp_path, crash_after_second_experience)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(RUNNABLE) - {"icarl", "derpp"}))
-def test_every_strategy_resumes_exactly_or_refuses(tmp_path, name):
-    check_resume(name, tmp_path)
+def test_every_strategy_resumes_exactly_or_refuses(tmp_path, name, crash_after_second_experience):
+    check_resume(name, tmp_path, crash_after_second_experience)
 
 
 def check_budget(name, tmp_path):
