@@ -69,9 +69,18 @@ def _entries() -> dict[str, Any]:
     return entries
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([KMG]iB)?", re.I)
+_UNIT = {None: 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
 def _natural(name: str) -> list[Any]:
-    """'mem_size200' before 'mem_size1000'; str and int alternate, so keys always compare."""
-    return [int(t) if k % 2 else t for k, t in enumerate(re.split(r"(\d+)", name))]
+    """'mem_size200' before 'mem_size1000', 'memory_budget512KiB' before 'memory_budget2MiB'; str and number
+    alternate, so keys always compare."""
+    parts = _SIZE.split(name)  # text, number, unit, text, number, unit, ..., text
+    key: list[Any] = [parts[0]]
+    for k in range(1, len(parts), 3):
+        key += [float(parts[k]) * _UNIT[parts[k + 1] and parts[k + 1].lower()], parts[k + 2]]
+    return key
 
 
 def _text(value: Any) -> str | None:

@@ -238,3 +238,11 @@ def test_the_budget_of_a_comparison_is_the_plain_strategies_not_its_variants() -
     assert dict(zip(long["row"], long["strategy"])) == {"replay": "replay", "hywu": "hywu"}
     without_plain = per_run[per_run["strategy"] != "replay"]  # only variants: the largest of the tie
     assert ranking.budget(without_plain) == 2097152
+
+
+def test_variants_are_ordered_by_their_numbers_with_byte_units() -> None:
+    names = ["replay-memory_budget2MiB", "replay-memory_budget128KiB", "replay", "replay-memory_budget512KiB",
+             "replay-mem_size1000", "replay-mem_size200", "replay-memory_budget1.5MiB"]
+    assert ranking.order(names) == ["replay", "replay-mem_size200", "replay-mem_size1000",
+                                    "replay-memory_budget128KiB", "replay-memory_budget512KiB",
+                                    "replay-memory_budget1.5MiB", "replay-memory_budget2MiB"]
