@@ -13,7 +13,9 @@ ones given with --set), training steps on a batch of 128, inference on the harne
 - operator_speedup: the batched per-instance low-rank Linear (fc1 of the MLP, rank 4) over a Python loop
   that sends each instance through a Linear with its own merged weight W + scaling B_i A_i (the reference
   the tests compare against); the line before it gives the speedup over a loop through the same factored
-  operator one instance at a time (batching alone, no merging).
+  operator one instance at a time (batching alone, no merging). `operator_speedup_at_default_sites` makes
+  the same comparison on the sites and factors HY-WU generates at its defaults (fc2 and the head, the
+  bank's shared bases with per-instance gates), summed over the sites.
 
 Timings are the fastest of interleaved repeats (as `timeit` advises: slower repeats measure other load,
 not the code; interleaving lets both sides of a ratio see the same machine), on
@@ -189,6 +191,46 @@ def operator_speedups(repeats: int) -> tuple[float, float]:
     return times["merged"] / times["batched"], times["factored"] / times["batched"]
 
 
+def default_sites_speedup(overrides: dict, repeats: int) -> float:
+    """The same comparison on the sites and factors HY-WU generates at its defaults (the MLP's fc2 and head,
+    the bank's shared bases with per-instance gates): the batched sites against each instance through
+    Linears with its own merged weights W + scaling B diag(gate_i) A, summed over the sites."""
+    _, strategy = build_strategy("mlp", overrides)
+    model = strategy.model.eval()
+    with torch.no_grad():
+        factors = model.generate(model.condition_raw(torch.rand(BATCH, 1, 28, 28), None, None))
+    sites = {name: model._sites[name] for name in factors}
+    inputs = {name: torch.rand(BATCH, site.in_features) for name, site in sites.items()}
+
+    def merged_weight(name: str, i: int) -> torch.Tensor:
+        site, (A, B, *gate) = sites[name], factors[name]
+        A, B = (A[i] if A.dim() == 3 else A), (B[i] if B.dim() == 3 else B)  # (R, D_in), (D_out, R)
+        if gate and gate[0] is not None:  # (B, G): gate j scales rank entries j*R/G .. (j+1)*R/G
+            B = B * gate[0][i].repeat_interleave(A.shape[0] // gate[0].shape[-1])
+        return site.base_layer.weight + site.scaling * (B @ A)
+
+    @torch.no_grad()
+    def batched() -> None:
+        with use_factors(sites, factors):
+            for name, site in sites.items():
+                site(inputs[name])
+
+    @torch.no_grad()
+    def merged_loop() -> None:
+        for name, site in sites.items():
+            for i in range(BATCH):
+                F.linear(inputs[name][i:i + 1], merged_weight(name, i), site.base_layer.bias)
+
+    with torch.no_grad(), use_factors(sites, factors):  # the loop computes what the batched sites compute
+        for name, site in sites.items():
+            rows = torch.cat([F.linear(inputs[name][i:i + 1], merged_weight(name, i), site.base_layer.bias)
+                              for i in range(BATCH)])
+            if not torch.allclose(rows, site(inputs[name]), atol=1e-4):
+                raise AssertionError(f"the merged loop differs from the batched site {name}")
+    times = timed({"batched": batched, "merged": merged_loop}, max(5, repeats // 3))
+    return times["merged"] / times["batched"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
@@ -214,6 +256,7 @@ def main() -> None:
         print(f"infer_ratio_of_bare_operations {floor:.2f}")
     mlp_train, mlp_infer_128, mlp_infer = step_costs("mlp", overrides, args.repeats, args.eval_batch)
     merged, factored = operator_speedups(args.repeats)
+    print(f"operator_speedup_at_default_sites {default_sites_speedup(overrides, args.repeats):.1f}")
     print(f"operator_speedup_vs_factored_loop {factored:.1f}")
     print(f"infer_ratio_at_batch_128 {mlp_infer_128:.2f}")
     print(f"train_ratio {mlp_train:.2f}")
