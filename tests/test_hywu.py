@@ -430,3 +430,24 @@ def test_a_run_without_the_shared_warm_start_resumes_exactly_after_a_crash(tmp_p
     crash_after_second_experience(spec(), tmp_path / "crashed")
     resumed = run(spec(), tmp_path / "crashed", resume=True)
     assert (resumed.R == run(spec(), tmp_path / "reference").R).all()
+
+
+def test_the_banks_imbalance_is_zero_when_bases_are_shared_and_log_k_when_one_takes_all():
+    """KL(mean mixing || uniform), by hand: 0 for instances spread evenly over the bases (each instance may
+    still pick one), log K when every instance picks the same basis; for gates repeated r times too."""
+    import math
+
+    gen = build_generator(5, {"fc": (3, 2)}, GeneratorConfig(arch="bank", rank=2, hidden=8, bank_size=4))
+    one_hot = 4 * torch.eye(4)  # 4 instances, each all on its own basis: the mean is uniform
+    assert gen.imbalance({"fc": (None, None, one_hot)}).item() == pytest.approx(0.0, abs=1e-6)
+    collapsed = 4 * F.one_hot(torch.full((6,), 2), 4).float()  # every instance on basis 2
+    assert gen.imbalance({"fc": (None, None, collapsed)}).item() == pytest.approx(math.log(4))
+    repeated = collapsed.repeat_interleave(2, dim=-1)  # forward's form: each gate entry r = 2 times
+    assert gen.imbalance({"fc": (None, None, repeated)}).item() == pytest.approx(math.log(4))
+    half = 4 * torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # mean (1/2, 1/2, 0, 0): KL = log 2
+    assert gen.imbalance({"fc": (None, None, half)}).item() == pytest.approx(math.log(2))
+
+
+def test_balance_needs_the_bank():
+    with pytest.raises(ValueError, match="balance weighs the bank's mixing; generator='mlp'"):
+        HYWUOptions(generator="mlp", balance=1.0)

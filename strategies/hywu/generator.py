@@ -176,6 +176,17 @@ class BankGenerator(Generator):
         mix = self.mixing(c).repeat_interleave(self.rank, dim=-1)  # (B, n_sites, K r)
         return {s: (self.lora_A[_key(s)], self.lora_B[_key(s)], mix[:, i]) for i, s in enumerate(self.shapes)}
 
+    def imbalance(self, factors: Mapping[str, Factors]) -> Tensor:
+        """Mean over sites of KL(mean mixing over the instances || uniform): 0 when the bases are used
+        equally across the instances (each may still pick a few), log K when one basis takes every instance,
+        the router collapse that Switch Transformer's load-balancing loss guards against (Fedus et al. 2022)."""
+        total = 0.0
+        for _, _, gate in factors.values():  # K coefficients times K per instance, each repeated r times or not
+            gate = gate if gate.shape[-1] == self.bank_size else gate[:, :: self.rank]
+            mean = gate.float().mean(0) / self.bank_size  # (K,), sums to 1
+            total = total + (mean * (mean.clamp_min(1e-12) * self.bank_size).log()).sum()
+        return total / len(factors)
+
     def grouped(self, mix: Tensor) -> dict[str, Factors]:
         """The factors of mixing coefficients `mix` (B, n_sites, K) with each gate per basis, (B, K): the
         operator scales each basis' r components by its entry (the same update as `forward`'s gates,

@@ -49,6 +49,7 @@ class HYWUOptions:
     anchor_dtype: AnchorDtype = "int8"  # float32, float16, or int8 with a float16 scale per anchor
     snapshot_dtype: SnapshotDtype = "float32"  # the snapshot of the anchors' generated updates
     anti_collapse: float = 0.0  # weight of the squared-cosine penalty between instances' updates
+    balance: float = 0.0  # bank: weight of KL(batch-mean mixing || uniform), against one basis taking all
     lr: float = 1e-3  # learning rate of the generator (and trainable base modules)
     optimizer: Literal["adam", "run"] = "adam"  # run: the given (the run's) optimizer's class, at `lr`
     trainable: tuple[str, ...] = ()  # base modules that keep learning after the warm start, e.g. ("head",)
@@ -70,6 +71,9 @@ class HYWUOptions:
                   (self.snapshot_dtype in SNAPSHOT_DTYPES,
                    f"snapshot_dtype must be one of {', '.join(SNAPSHOT_DTYPES)} (got {self.snapshot_dtype!r})"),
                   (self.anti_collapse >= 0, f"anti_collapse must be >= 0 (got {self.anti_collapse})"),
+                  (self.balance >= 0, f"balance must be >= 0 (got {self.balance})"),
+                  (self.balance == 0 or self.generator == "bank",
+                   f"balance weighs the bank's mixing; generator={self.generator!r} has none (set generator=bank)"),
                   (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
                   (self.optimizer in ("adam", "run"), f"optimizer must be adam or run (got {self.optimizer!r})"),
                   (self.generator in ARCHITECTURES, f"generator must be one of {', '.join(ARCHITECTURES)}")]

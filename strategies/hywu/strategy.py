@@ -178,6 +178,8 @@ class HYWUStrategy(HarnessTemplate):
             loss = loss + self.options.rehearsal * anchor_loss
         if self.options.anti_collapse > 0:
             loss = loss + self.options.anti_collapse * self.collapse_penalty(slice_factors(factors, slice(0, n)))
+        if self.options.balance > 0:
+            loss = loss + self.options.balance * self.model.generator.imbalance(factors)
         return loss
 
     def regulariser(self, now: dict, index: Tensor) -> Tensor:
