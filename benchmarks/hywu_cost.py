@@ -199,7 +199,7 @@ def default_sites_speedup(overrides: dict, repeats: int) -> float:
     model = strategy.model.eval()
     with torch.no_grad():
         factors = model.generate(model.condition_raw(torch.rand(BATCH, 1, 28, 28), None, None))
-    sites = {name: model._sites[name] for name in factors}
+    sites = {name: model.sites[name] for name in factors}
     inputs = {name: torch.rand(BATCH, site.in_features) for name, site in sites.items()}
 
     def merged_weight(name: str, i: int) -> torch.Tensor:

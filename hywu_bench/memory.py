@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("raw_inputs", "derived", "model_state", "extra_parameters")
 TOLERANCE = 0.05  # a sized run keeps within 5% of its budget
-_UNITS = {"": 1, "b": 1, "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30}
+BYTE_UNITS = {"": 1, "b": 1, "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30}  # lower-case unit -> bytes
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.I)
 
 
@@ -73,7 +73,7 @@ def parse_bytes(value: Any, what: str = "memory_budget") -> int:
         raise UserError(f"{what}={value} works in compare only (it runs the named strategy first and gives the "
                         "others its bytes); here give a size, e.g. memory_budget=1.4MiB.")
     match = _SIZE.match(str(value)) if isinstance(value, (str, int, float)) else None
-    unit = _UNITS.get(match.group(2).lower()) if match else None
+    unit = BYTE_UNITS.get(match.group(2).lower()) if match else None
     if unit is None:
         raise UserError(f"{what} = {value!r} is not a size; write bytes (1468006) or KiB/MiB/GiB (1.4MiB).")
     size = round(float(match.group(1)) * unit)

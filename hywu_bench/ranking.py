@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from hywu_bench import stats
+from hywu_bench.memory import BYTE_UNITS
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ def _entries() -> dict[str, Any]:
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([KMG]iB)?", re.I)
-_UNIT = {None: 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
 def _natural(name: str) -> list[Any]:
@@ -79,7 +79,7 @@ def _natural(name: str) -> list[Any]:
     parts = _SIZE.split(name)  # text, number, unit, text, number, unit, ..., text
     key: list[Any] = [parts[0]]
     for k in range(1, len(parts), 3):
-        key += [float(parts[k]) * _UNIT[parts[k + 1] and parts[k + 1].lower()], parts[k + 2]]
+        key += [float(parts[k]) * BYTE_UNITS[(parts[k + 1] or "").lower()], parts[k + 2]]
     return key
 
 
