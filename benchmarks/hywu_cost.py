@@ -13,7 +13,9 @@ ones given with --set), training steps on a batch of 128, inference on the harne
 - operator_speedup: the batched per-instance low-rank Linear (fc1 of the MLP, rank 4) over a Python loop
   that sends each instance through a Linear with its own merged weight W + scaling B_i A_i (the reference
   the tests compare against); the line before it gives the speedup over a loop through the same factored
-  operator one instance at a time (batching alone, no merging). `operator_speedup_at_default_sites` makes
+  operator one instance at a time (batching alone, no merging); `operator_speedup_ceiling` is the merged
+  loop over the plain base Linear on the same batch, the most any batched operator could reach (its
+  low-rank part would have to cost nothing). `operator_speedup_at_default_sites` makes
   the same comparison on the sites and factors HY-WU generates at its defaults (fc2 and the head, the
   bank's shared bases with per-instance gates), summed over the sites.
 
@@ -161,10 +163,12 @@ def mlp_floor(repeats: int, overrides: dict) -> float | None:
     return times["floor"] / times["base"]
 
 
-def operator_speedups(repeats: int) -> tuple[float, float]:
+def operator_speedups(repeats: int) -> tuple[float, float, float]:
     """The batched operator against (a) each instance through a Linear with its own merged weight
     W + scaling B_i A_i (what per-instance weights cost without the factored, batched form), and (b) each
-    instance through the same factored operator, one at a time (the batching alone)."""
+    instance through the same factored operator, one at a time (the batching alone); and (c) the ceiling
+    of (a): the merged loop against the plain base Linear on the same batch, what a batched operator whose
+    low-rank part cost nothing would reach."""
     site = LowRankLinear(torch.nn.Linear(784, 256), rank=4, alpha=8.0)
     x = torch.rand(BATCH, 784)
     A, B = 0.01 * torch.randn(BATCH, 4, 784), 0.01 * torch.randn(BATCH, 256, 4)
@@ -177,6 +181,10 @@ def operator_speedups(repeats: int) -> tuple[float, float]:
             site(x)
 
     @torch.no_grad()
+    def plain() -> None:
+        F.linear(x, W, b)
+
+    @torch.no_grad()
     def merged_loop() -> None:
         for i in range(BATCH):
             F.linear(x[i:i + 1], W + site.delta_weight(A[i], B[i]), b)
@@ -187,8 +195,10 @@ def operator_speedups(repeats: int) -> tuple[float, float]:
             with use_factors(sites, {"fc1": (A[i:i + 1], B[i:i + 1])}):
                 site(x[i:i + 1])
 
-    times = timed({"batched": batched, "merged": merged_loop, "factored": factored_loop}, max(5, repeats // 3))
-    return times["merged"] / times["batched"], times["factored"] / times["batched"]
+    times = timed({"batched": batched, "plain": plain, "merged": merged_loop, "factored": factored_loop},
+                  max(5, repeats // 3))
+    return (times["merged"] / times["batched"], times["factored"] / times["batched"],
+            times["merged"] / times["plain"])
 
 
 def default_sites_speedup(overrides: dict, repeats: int) -> float:
@@ -255,9 +265,10 @@ def main() -> None:
     if floor is not None:
         print(f"infer_ratio_of_bare_operations {floor:.2f}")
     mlp_train, mlp_infer_128, mlp_infer = step_costs("mlp", overrides, args.repeats, args.eval_batch)
-    merged, factored = operator_speedups(args.repeats)
+    merged, factored, ceiling = operator_speedups(args.repeats)
     print(f"operator_speedup_at_default_sites {default_sites_speedup(overrides, args.repeats):.1f}")
     print(f"operator_speedup_vs_factored_loop {factored:.1f}")
+    print(f"operator_speedup_ceiling {ceiling:.1f}  (the merged loop over the plain Linear)")
     print(f"infer_ratio_at_batch_128 {mlp_infer_128:.2f}")
     print(f"train_ratio {mlp_train:.2f}")
     print(f"infer_ratio {mlp_infer:.2f}  (batch {args.eval_batch})")

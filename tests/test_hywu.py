@@ -418,6 +418,21 @@ def test_a_cnn_reads_its_condition_at_its_hidden_linear_and_rehearses():
     assert strategy.model.rehearsable(torch.rand(4, *SHAPE)) and strategy.beta == 0.0
 
 
+@pytest.mark.parametrize("backbone, options, expected", [
+    ("cnn", {}, (2.0, 1.0)),  # the bank generates the head alone: rehearsal 2 and the balance term
+    ("mlp", {}, (1.0, 0.0)),  # fc2 and the head
+    ("cnn", {"generator": "mlp"}, (1.0, 0.0)),  # no bank, no router to collapse
+    ("cnn", {"sites": ("conv2",), "condition_layer": "conv1"}, (1.0, 0.0)),  # conv2 and the head
+    ("cnn", {"rehearsal": 0.5, "balance": 0.0}, (0.5, 0.0)),  # the user's values win
+    ("mlp", {"sites": (), "head": True, "condition_layer": "fc2", "balance": 3.0}, (2.0, 3.0)),  # head alone
+])
+def test_rehearsal_and_balance_default_by_layout(backbone, options, expected):
+    model = build_backbone(backbone, SHAPE, 4, seed=0)
+    strategy = HYWUStrategy(model=model, options=HYWUOptions(hidden=16, bank_size=4, **options), warm_started=True,
+                            evaluator=quiet_evaluator(), device="cpu")
+    assert (strategy.rehearsal, strategy.balance) == expected, list(strategy.model.sites)
+
+
 def test_a_run_without_the_shared_warm_start_resumes_exactly_after_a_crash(tmp_path, crash_after_second_experience):
     """The checkpoint after experience 1 was written with the generator's optimizer: a fresh strategy (still
     in its base phase) must switch before the optimizer state is loaded."""

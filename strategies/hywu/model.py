@@ -106,6 +106,7 @@ class HYWUModel(nn.Module):
         super().__init__()
         patterns, layer = resolve_layout(base, sites, head, condition_layer)
         self.base = base
+        self.output_layer = output_layer(base)
         self.trainable = tuple(t for t in trainable if t not in ("", "none"))
         modules = dict(base.named_modules())
         unknown = [t for t in self.trainable if t not in modules]
@@ -128,6 +129,11 @@ class HYWUModel(nn.Module):
     @property
     def sites(self) -> dict[str, LowRankSite]:
         return self._sites
+
+    @property
+    def head_only(self) -> bool:
+        """True when the output layer is the only adapted site."""
+        return tuple(self._sites) == (self.output_layer,)
 
     @property
     def last_factors(self) -> dict[str, Factors] | None:

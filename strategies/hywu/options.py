@@ -44,12 +44,14 @@ class HYWUOptions:
     anchors_per_experience: int = 200  # condition anchors kept from each experience
     anchor_selection: Literal["random", "herding"] = "random"  # herding: per class, near the class mean
     anchors_per_step: int = 64  # anchors drawn for rehearsal and the regulariser at every step
-    rehearsal: float = 1.0  # weight of the anchors' cross-entropy, run through the model where it can be
+    rehearsal: float | None = None  # weight of the anchors' cross-entropy, run through the model where it can
+    # be; None: 2 where the bank generates the head alone, else 1 (strategy.HYWUStrategy.rehearsal)
     beta: float | None = None  # weight of the regulariser on the anchors' updates; None: 0 if rehearsed, else 3
     anchor_dtype: AnchorDtype = "int8"  # float32, float16, or int8 with a float16 scale per anchor
     snapshot_dtype: SnapshotDtype = "float32"  # the snapshot of the anchors' generated updates
     anti_collapse: float = 0.0  # weight of the squared-cosine penalty between instances' updates
-    balance: float = 0.0  # bank: weight of KL(batch-mean mixing || uniform), against one basis taking all
+    balance: float | None = None  # bank: weight of KL(batch-mean mixing || uniform), against one basis taking
+    # all; None: 1 where the bank generates the head alone, else 0 (strategy.HYWUStrategy.balance)
     lr: float = 1e-3  # learning rate of the generator (and trainable base modules)
     optimizer: Literal["adam", "run"] = "adam"  # run: the given (the run's) optimizer's class, at `lr`
     trainable: tuple[str, ...] = ()  # base modules that keep learning after the warm start, e.g. ("head",)
@@ -64,15 +66,15 @@ class HYWUOptions:
                   (self.anchors_per_step >= 1, "anchors_per_step must be >= 1"),
                   (self.anchor_selection in ("random", "herding"),
                    f"anchor_selection must be random or herding (got {self.anchor_selection!r})"),
-                  (self.rehearsal >= 0, f"rehearsal must be >= 0 (got {self.rehearsal})"),
+                  (self.rehearsal is None or self.rehearsal >= 0, f"rehearsal must be >= 0 (got {self.rehearsal})"),
                   (self.beta is None or self.beta >= 0, f"beta must be >= 0 (got {self.beta})"),
                   (self.anchor_dtype in ANCHOR_DTYPES,
                    f"anchor_dtype must be one of {', '.join(ANCHOR_DTYPES)} (got {self.anchor_dtype!r})"),
                   (self.snapshot_dtype in SNAPSHOT_DTYPES,
                    f"snapshot_dtype must be one of {', '.join(SNAPSHOT_DTYPES)} (got {self.snapshot_dtype!r})"),
                   (self.anti_collapse >= 0, f"anti_collapse must be >= 0 (got {self.anti_collapse})"),
-                  (self.balance >= 0, f"balance must be >= 0 (got {self.balance})"),
-                  (self.balance == 0 or self.generator == "bank",
+                  (self.balance is None or self.balance >= 0, f"balance must be >= 0 (got {self.balance})"),
+                  (not self.balance or self.generator == "bank",
                    f"balance weighs the bank's mixing; generator={self.generator!r} has none (set generator=bank)"),
                   (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
                   (self.optimizer in ("adam", "run"), f"optimizer must be adam or run (got {self.optimizer!r})"),
