@@ -3,8 +3,8 @@
 A condition is named by kinds joined with '+', e.g. `features`, `features+token`, `task`:
 
 - `features`: the frozen base's own hidden features of the instance at a chosen layer (the paper
-  conditions on the base model's hidden states). `layer="penultimate"` reads `model.features(x)`; a module
-  name reads that module's output (the base output when the module is an adapted site; a feature map is
+  conditions on the base model's hidden states). `layer="penultimate"` reads the output layer's input (a
+  flat vector on any classifier); a module name reads that module's output (the base output when the module is an adapted site; a feature map is
   averaged to a 2 x 2 grid). Computed once per batch, with no gradient.
 - `input`: a fixed random projection of the raw input (seeded; a sketch of the raw data, and counted
   as such in the memory report).
@@ -19,11 +19,12 @@ the learnable part (the task embedding), so the regulariser also covers what is 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
 
 from strategies.hywu.options import KINDS, parse_condition
 from strategies.lowrank import _LowRankLayer
@@ -41,15 +42,19 @@ class _Stop(Exception):
 
 
 class FeatureReader:
-    """Reads the frozen base's features at `layer` (a module name, or 'penultimate')."""
+    """Reads the frozen base's features at `layer`: a module's output (the base output when the module is an
+    adapted site), or with 'penultimate' the input of the output layer `head` (what the harness's backbones'
+    `features(x)` return, and on any classifier the flat vector its last Linear reads)."""
 
-    def __init__(self, model: nn.Module, layer: str):
-        self.model, self.layer = model, layer
+    def __init__(self, model: nn.Module, layer: str, head: str | None = None):
+        self.model, self.layer, self.head = model, layer, head
         if layer == "penultimate":
-            if not hasattr(model, "features"):
-                raise ValueError("condition layer 'penultimate' needs a model with a features(x) method; "
-                                 "name a layer instead")
-            self.dim = _penultimate_dim(model)
+            module = model.get_submodule(head) if head else None
+            module = module.base_layer if isinstance(module, _LowRankLayer) else module
+            if not isinstance(module, nn.Linear):
+                raise ValueError("condition layer 'penultimate' reads the input of the model's output Linear, and "
+                                 "this model has none; name a layer instead")
+            self.dim = module.in_features
             return
         names = [n for n, _ in model.named_modules() if n]
         if layer not in names:
@@ -60,12 +65,29 @@ class FeatureReader:
         self.dim = _out_dim(module) * (POOL[0] * POOL[1] if isinstance(module, nn.Conv2d) else 1)
 
     @property
-    def module(self) -> nn.Module | None:
-        """The module whose output is the feature (the base layer inside an adapted site), or None."""
-        if self.layer == "penultimate":
-            return None
+    def reads_input(self) -> bool:
+        """True when the feature is a module's input (the output layer's, 'penultimate'), not its output."""
+        return self.layer == "penultimate"
+
+    @property
+    def module(self) -> nn.Module:
+        """The module whose output is the feature (the base layer inside an adapted site), or for
+        'penultimate' the output layer whose input it is (the site itself when adapted: its input comes
+        before its update)."""
+        if self.reads_input:
+            return self.model.get_submodule(self.head)
         module = self.model.get_submodule(self.layer)
         return module.base_layer if isinstance(module, _LowRankLayer) else module
+
+    def attach(self, fn: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call `fn(feature)` whenever a forward pass computes the feature (before pooling); a tensor `fn`
+        returns replaces the feature for the rest of that pass."""
+        if self.reads_input:
+            def pre_hook(module: nn.Module, args: tuple) -> tuple | None:
+                out = fn(args[0])
+                return None if out is None else (out, *args[1:])
+            return self.module.register_forward_pre_hook(pre_hook)
+        return self.module.register_forward_hook(lambda module, inputs, out: fn(out))
 
     @staticmethod
     def pool(out: Tensor) -> Tensor:
@@ -76,15 +98,13 @@ class FeatureReader:
     @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
         """Features of the unadapted base: call only while no factors are set."""
-        if self.module is None:
-            return self.model.features(x).detach()
         captured: list[Tensor] = []
 
-        def hook(module: nn.Module, inputs: tuple, out: Tensor) -> None:
-            captured.append(self.pool(out))
+        def capture(feature: Tensor) -> None:
+            captured.append(self.pool(feature))
             raise _Stop
 
-        handle = self.module.register_forward_hook(hook)
+        handle = self.attach(capture)
         try:
             self.model(x)
         except _Stop:
@@ -104,25 +124,16 @@ def _out_dim(module: nn.Module) -> int:
                      "Conv2d or BatchNorm layer, or 'penultimate'")
 
 
-def _penultimate_dim(model: nn.Module) -> int:
-    head = getattr(model, "head", None)
-    if isinstance(head, _LowRankLayer):
-        head = head.base_layer
-    if isinstance(head, nn.Linear):
-        return head.in_features
-    raise ValueError("condition layer 'penultimate' needs the model's final Linear to be called 'head'")
-
-
 class ConditionEncoder(nn.Module):
     """Composes condition kinds: `raw(x, token, task)` (frozen, storable) and `embed(raw)` (learnable)."""
 
     def __init__(self, spec: str, model: nn.Module, *, layer: str = "penultimate",
                  input_shape: tuple[int, ...] | None = None, condition_dim: int = 0, n_tasks: int = 64,
-                 input_dim: int = 256, task_dim: int = 32, seed: int = 0):
+                 input_dim: int = 256, task_dim: int = 32, seed: int = 0, head: str | None = None):
         super().__init__()
         self.kinds = parse_condition(spec)
         self.spec = "+".join(self.kinds)
-        self.reader = FeatureReader(model, layer) if "features" in self.kinds else None
+        self.reader = FeatureReader(model, layer, head) if "features" in self.kinds else None
         widths = {}
         if self.reader is not None:
             widths["features"] = self.reader.dim

@@ -72,9 +72,9 @@ def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool,
     Sites given are used as they are, and `condition_layer="auto"` is then the first of them (read from its
     base output). Otherwise the candidates are the model's `adapter_sites`, else `default_sites`, in module
     order; the condition layer (`condition_layer`, or by default the first Linear among them, else the
-    first of them) stays frozen, and the candidates after it are adapted. A Linear's output is a flat
-    vector, so anchors read there can be run on through the adapted layers (rehearsal). `head` adds the
-    output layer."""
+    first of them) stays frozen, and the candidates after it are adapted (none after 'penultimate', the
+    output layer's input). A Linear's output is a flat vector, so anchors read there can be run on through
+    the adapted layers (rehearsal); so is the output layer's input. `head` adds the output layer."""
     if sites:
         patterns, layer = tuple(sites), condition_layer
     else:
@@ -86,8 +86,8 @@ def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool,
                              f"'{output_layer(model)}'; pass sites=(...)")
         linear = [name for name, m in layers if name in declared and isinstance(m, nn.Linear)]
         layer = (linear or candidates)[0] if condition_layer == "auto" else condition_layer
-        order = [name for name, _ in layers]
-        after = order.index(layer) if layer in order else -1
+        order = [name for name, _ in model.named_modules()]
+        after = len(order) if layer == "penultimate" else order.index(layer) if layer in order else -1
         patterns = tuple(name for name in candidates if order.index(name) > after)
     if head:
         name = output_layer(model)
@@ -119,7 +119,7 @@ class HYWUModel(nn.Module):
         log.info("HY-WU adapts %s of %s", ", ".join(self._sites), type(base).__name__)
         layer = next(iter(self._sites)) if layer == "auto" else layer
         self.condition = ConditionEncoder(condition, base, layer=layer, input_shape=input_shape,
-                                          condition_dim=condition_dim, n_tasks=n_tasks)
+                                          condition_dim=condition_dim, n_tasks=n_tasks, head=self.output_layer)
         self.generator = build_generator(self.condition.dim, site_shapes(self._sites), generator or GeneratorConfig())
         self.last_factors: dict[str, Factors] | None = None  # of the last forward: the batch, then any extra
         self._inline: bool | None = None
@@ -183,7 +183,7 @@ class HYWUModel(nn.Module):
                 return self.base(x)
             done = []
 
-            def hook(module: nn.Module, inputs: tuple, out: Tensor) -> Tensor | None:
+            def read(out: Tensor) -> Tensor | None:
                 if done:
                     return None
                 done.append(True)
@@ -193,7 +193,7 @@ class HYWUModel(nn.Module):
                     return torch.cat([out, extra["features"].to(out.dtype)])
                 return None
 
-            handle = self.condition.reader.module.register_forward_hook(hook)
+            handle = self.condition.reader.attach(read)
             try:
                 return self.base(x)
             finally:
@@ -213,20 +213,23 @@ class HYWUModel(nn.Module):
     @torch.no_grad()
     def _check_rehearsable(self, x: Tensor) -> bool:
         reader = self.condition.reader
-        if reader is None or reader.module is None or not isinstance(reader.module, nn.Linear):
+        if reader is None:
             return False
-        if any(site.base_layer is reader.module for site in self._sites.values()) or not self._can_read_inline(x):
+        if not reader.reads_input and (not isinstance(reader.module, nn.Linear)  # a site's base output: no
+                                       or any(site.base_layer is reader.module for site in self._sites.values())):
+            return False
+        if not self._can_read_inline(x):
             return False
         x = x[:8]
         captured: list[Tensor] = []
-        handle = reader.module.register_forward_hook(lambda m, i, o: captured.append(o))
+        handle = reader.attach(captured.append)
         try:
             want = self.base(x)
         finally:
             handle.remove()
         if captured[0].dim() != 2:
             return False
-        handle = reader.module.register_forward_hook(lambda m, i, o: captured[0])
+        handle = reader.attach(lambda feature: captured[0])
         try:
             got = self.base(torch.full_like(x, 0.5))  # another input: only the replaced output may matter
         finally:
@@ -260,13 +263,14 @@ class HYWUModel(nn.Module):
     def _can_read_inline(self, x: Tensor) -> bool:
         """True when the condition layer's base output is ready before any site applies its update."""
         reader = self.condition.reader
-        if reader is None or reader.module is None:
+        if reader is None:
             return False
-        owner = [name for name, site in self._sites.items() if site.base_layer is reader.module]
+        # the site whose base output (or, reading the output layer's input, whose input) is the condition
+        owner = [name for name, site in self._sites.items() if reader.module in (site, site.base_layer)]
         events: list[str] = []
-        handles = [site.register_forward_pre_hook(lambda m, i, name=name: events.append(name))
-                   for name, site in self._sites.items()]
-        handles.append(reader.module.register_forward_hook(lambda m, i, o: events.append("<condition>")))
+        handles = [reader.attach(lambda feature: events.append("<condition>"))]  # first: before a site's own
+        handles += [site.register_forward_pre_hook(lambda m, i, name=name: events.append(name))
+                    for name, site in self._sites.items()]
         try:
             self.base(x[:1])
         finally:
