@@ -336,6 +336,33 @@ def test_rehearsed_anchors_get_the_logits_of_the_instances_they_came_from():
         torch.testing.assert_close(out[5:], model(other), atol=1e-5, rtol=0)
 
 
+def test_a_convolutional_model_rehearses_through_its_head_when_reading_the_head_input():
+    """Without a hidden Linear the default condition is a pooled feature map (not rehearsable); 'penultimate'
+    reads the head's input in the same pass, adapts the head alone, and runs anchors through it."""
+    from strategies.hywu.model import HYWUModel, resolve_layout
+
+    def convnet():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+
+    assert resolve_layout(convnet(), (), True, "auto") == (("2", "6"), "0")
+    assert resolve_layout(convnet(), (), True, "penultimate") == (("6",), "penultimate")
+    x, other = torch.rand(5, *SHAPE), torch.rand(3, *SHAPE)
+    assert not HYWUModel(convnet(), head=True).rehearsable(x)
+    model = HYWUModel(convnet(), head=True, condition_layer="penultimate", rank=1,
+                      generator=GeneratorConfig(arch="bank", rank=1, bank_size=4, hidden=8)).eval()
+    torch.testing.assert_close(model.condition.reader(x), model.base[:6](x))  # the head's input
+    assert model.head_only and model.rehearsable(x) and model._can_read_inline(x)
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        out = model(x, extra=model.condition_raw(other), rehearse=True)  # (5 + 3, 4)
+        torch.testing.assert_close(out[:5], model(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(out[5:], model(other), atol=1e-5, rtol=0)
+        assert not torch.allclose(model(x), model.base(x))  # the generated update does act (and was cleared)
+
+
 def test_a_path_around_the_condition_layer_makes_a_model_not_rehearsable():
     class Skip(nn.Module):
         def __init__(self):
