@@ -313,8 +313,10 @@ def test_layout_condition_layer_frozen_later_layers_and_the_head_adapted():
     cnn = build_backbone("cnn", (1, 28, 28), 4, seed=0)  # the first Linear: flat anchors, rehearsable
     assert resolve_layout(cnn, (), True, "auto") == (("head",), "fc1")
     assert resolve_layout(cnn, (), True, "conv1") == (("conv2", "fc1", "head"), "conv1")
-    resnet = build_backbone("resnet18", (3, 32, 32), 4, seed=0)  # convolutions only: the first of them
-    assert resolve_layout(resnet, (), True, "auto") == (("layer4.1.conv1", "layer4.1.conv2", "head"), "layer4.0.conv2")
+    resnet = build_backbone("resnet18", (3, 32, 32), 4, seed=0)  # no hidden Linear: the head's input
+    assert resolve_layout(resnet, (), True, "auto") == (("head",), "penultimate")
+    assert resolve_layout(resnet, (), True, "layer4.0.conv2") == (("layer4.1.conv1", "layer4.1.conv2", "head"),
+                                                                 "layer4.0.conv2")
     plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 4))
     assert resolve_layout(plain, (), True, "auto") == (("3",), "1")
     with pytest.raises(ValueError, match="no adapter sites.*after the condition layer '1'"):
@@ -336,9 +338,9 @@ def test_rehearsed_anchors_get_the_logits_of_the_instances_they_came_from():
         torch.testing.assert_close(out[5:], model(other), atol=1e-5, rtol=0)
 
 
-def test_a_convolutional_model_rehearses_through_its_head_when_reading_the_head_input():
-    """Without a hidden Linear the default condition is a pooled feature map (not rehearsable); 'penultimate'
-    reads the head's input in the same pass, adapts the head alone, and runs anchors through it."""
+def test_a_convolutional_model_rehearses_through_its_head_reading_the_head_input():
+    """Without a hidden Linear the condition is the head's input ('penultimate'), read in the same pass; the
+    head alone is adapted, and anchors run through it. A feature map read earlier is not rehearsable."""
     from strategies.hywu.model import HYWUModel, resolve_layout
 
     def convnet():
@@ -346,11 +348,11 @@ def test_a_convolutional_model_rehearses_through_its_head_when_reading_the_head_
         return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
 
-    assert resolve_layout(convnet(), (), True, "auto") == (("2", "6"), "0")
-    assert resolve_layout(convnet(), (), True, "penultimate") == (("6",), "penultimate")
+    assert resolve_layout(convnet(), (), True, "auto") == (("6",), "penultimate")
+    assert resolve_layout(convnet(), (), True, "0") == (("2", "6"), "0")
     x, other = torch.rand(5, *SHAPE), torch.rand(3, *SHAPE)
-    assert not HYWUModel(convnet(), head=True).rehearsable(x)
-    model = HYWUModel(convnet(), head=True, condition_layer="penultimate", rank=1,
+    assert not HYWUModel(convnet(), head=True, condition_layer="0").rehearsable(x)
+    model = HYWUModel(convnet(), head=True, rank=1,
                       generator=GeneratorConfig(arch="bank", rank=1, bank_size=4, hidden=8)).eval()
     torch.testing.assert_close(model.condition.reader(x), model.base[:6](x))  # the head's input
     assert model.head_only and model.rehearsable(x) and model._can_read_inline(x)

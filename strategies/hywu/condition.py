@@ -4,8 +4,8 @@ A condition is named by kinds joined with '+', e.g. `features`, `features+token`
 
 - `features`: the frozen base's own hidden features of the instance at a chosen layer (the paper
   conditions on the base model's hidden states). `layer="penultimate"` reads the output layer's input (a
-  flat vector on any classifier); a module name reads that module's output (the base output when the module is an adapted site; a feature map is
-  averaged to a 2 x 2 grid). Computed once per batch, with no gradient.
+  flat vector on any classifier); a module name reads that module's output (the base output when the module
+  is an adapted site; a feature map is averaged to a 2 x 2 grid). Computed once per batch, with no gradient.
 - `input`: a fixed random projection of the raw input (seeded; a sketch of the raw data, and counted
   as such in the memory report).
 - `token`: the scenario's per-instance condition token (personalization streams).

@@ -13,14 +13,18 @@ split-digits, class-incremental, frozen head: 0.93 accuracy with `fc1` against 0
 
 Layout (`resolve_layout`): the candidate layers are the model's `adapter_sites`, else every Linear and
 Conv2d but the output layer (as peft's `all-linear` leaves out the output layer). The first Linear among
-them (else the first of them) reads the condition and stays frozen; the generator adapts the candidates
-after it, and the output layer with `head=True`. Sites given by name are adapted as given, with the
-condition read at the first of them.
+them reads the condition and stays frozen, and the generator adapts the candidates after it, and the output
+layer with `head=True`. A model without a hidden Linear (the reduced ResNet-18) reads the output layer's
+input, `penultimate`, and only the output layer is adapted: a feature map read earlier cannot be
+rehearsed, and on a CIFAR-shaped stand-in the regulariser that then replaced rehearsal forgot most of each
+experience (docs/hywu.md). Sites given by name are adapted as given, with the condition read at the first
+of them.
 
-Rehearsal through the model: when the condition is a Linear's output that every path to the logits goes
-through, and every site runs after it ("rehearsable"), a stored anchor is that layer's output for its
-instance, so the rest of the adapted model can be run from it: `forward(..., rehearse=True)` appends the
-anchors' logits to the batch's (latent replay, Pellegrini et al. 2020, through the generated updates).
+Rehearsal through the model: when the condition is a Linear's output (or the output layer's input) that
+every path to the logits goes through, and every site runs after it ("rehearsable"), a stored anchor is
+that feature for its instance, so the rest of the adapted model can be run from it: `forward(...,
+rehearse=True)` appends the anchors' logits to the batch's (latent replay, Pellegrini et al. 2020, through
+the generated updates).
 """
 
 from __future__ import annotations
@@ -72,9 +76,10 @@ def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool,
     Sites given are used as they are, and `condition_layer="auto"` is then the first of them (read from its
     base output). Otherwise the candidates are the model's `adapter_sites`, else `default_sites`, in module
     order; the condition layer (`condition_layer`, or by default the first Linear among them, else the
-    first of them) stays frozen, and the candidates after it are adapted (none after 'penultimate', the
-    output layer's input). A Linear's output is a flat vector, so anchors read there can be run on through
-    the adapted layers (rehearsal); so is the output layer's input. `head` adds the output layer."""
+    output layer's input, 'penultimate', else the first of them) stays frozen, and the candidates after it
+    are adapted (none after 'penultimate'). A Linear's output is a flat vector, so anchors read there can
+    be run on through the adapted layers (rehearsal); so is the output layer's input. `head` adds the
+    output layer."""
     if sites:
         patterns, layer = tuple(sites), condition_layer
     else:
@@ -85,7 +90,12 @@ def resolve_layout(model: nn.Module, sites: Sequence[str], head: bool,
             raise ValueError(f"{type(model).__name__} has no Linear or Conv2d layer besides its output layer "
                              f"'{output_layer(model)}'; pass sites=(...)")
         linear = [name for name, m in layers if name in declared and isinstance(m, nn.Linear)]
-        layer = (linear or candidates)[0] if condition_layer == "auto" else condition_layer
+        if condition_layer != "auto":
+            layer = condition_layer
+        elif linear:
+            layer = linear[0]
+        else:  # no hidden Linear: the output layer's flat input, which anchors can be rehearsed from
+            layer = "penultimate" if isinstance(model.get_submodule(output_layer(model)), nn.Linear) else candidates[0]
         order = [name for name, _ in model.named_modules()]
         after = len(order) if layer == "penultimate" else order.index(layer) if layer in order else -1
         patterns = tuple(name for name in candidates if order.index(name) > after)
