@@ -105,3 +105,21 @@ def test_unwritable_results_folder(tmp_path):
     result = invoke("run", "--out", str(blocker / "results"), "-q")
     assert result.exit_code == 2 and "not writable" in result.output
     assert blocker.read_text() == "not a folder"
+
+
+def test_compare_and_paper_pass_data_root_to_every_run(tmp_path, monkeypatch):
+    from hywu_bench import sweep
+    from hywu_bench.errors import UserError
+
+    original = sweep.plan
+
+    def planned(scenario, strategies, seeds, sets=(), flags=None):
+        specs = original(scenario, strategies, seeds, sets, flags)
+        raise UserError("data roots: " + ", ".join(sorted({p.spec.data_root for p in specs})))
+
+    monkeypatch.setattr(sweep, "plan", planned, raising=True)
+    monkeypatch.setattr("hywu_bench.suites.plan_grid", planned, raising=True)
+    for command in (["compare", "--scenario", "split-digits", "--strategies", "naive,replay", "--seeds", "0-1"],
+                    ["paper"]):
+        result = invoke(*command, "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "r"))
+        assert result.exit_code == 2 and f"data roots: {tmp_path / 'data'}" in result.output, result.output

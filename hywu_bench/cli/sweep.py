@@ -34,6 +34,8 @@ ExecutorConfig = Annotated[Optional[Path], typer.Option(
     rich_help_panel=PANEL,
     help="A TOML file whose [executor] table holds kind and the executor's keys (flags override it).")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:K. [default: auto]")]
+DataRoot = Annotated[Optional[Path], typer.Option(
+    help="Dataset folder. [default: $HYWU_BENCH_DATA or ~/.cache/hywu-bench/data]")]
 Overwrite = Annotated[bool, typer.Option(
     help="Replace stored runs whose configuration differs (identical ones are always reused).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")]
@@ -119,6 +121,7 @@ def compare_command(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds or ranges, e.g. 0,1,2 or 0-4.")] = "0,1,2",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per experience. [default: the scenario's]")] = None,
     device: Device = None,
+    data_root: DataRoot = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set",
         help="KEY=VALUE for every run; STRATEGY.KEY=VALUE for one strategy (e.g. replay.mem_size=200); repeatable. "
@@ -155,7 +158,7 @@ def compare_command(
     from hywu_bench.variants import parse_all, split_top_level
 
     names, seed_list = split_top_level(strategies), parse_seeds(seeds)
-    flags = {"epochs": epochs, "device": device}
+    flags = {"epochs": epochs, "device": device, "data_root": str(data_root) if data_root else None}
     progress = GridProgress(len(parse_all(names)) * len(seed_list), quiet)
     try:
         result = sweep.compare(scenario, names, seed_list, out, sets=set_ or [], flags=flags, executor=runner,
@@ -189,6 +192,7 @@ def paper_command(
     out: Annotated[Optional[Path], typer.Option(help="Results folder. [default: results/paper-SCALE]")] = None,
     suite: Annotated[Optional[Path], typer.Option(help="A suite TOML instead of the shipped one.")] = None,
     device: Device = None,
+    data_root: DataRoot = None,
     overwrite: Overwrite = False,
     plugin: Plugins = None,
     quiet: Quiet = False,
@@ -209,7 +213,8 @@ def paper_command(
     out = out or Path("results") / f"paper-{scale}"
     progress = GridProgress(plan.n_runs, quiet)
     try:
-        result = suites.run_suite(plan, out, device=device, plugins=plugin or [], listener=progress,
+        result = suites.run_suite(plan, out, device=device, data_root=str(data_root) if data_root else None,
+                                  plugins=plugin or [], listener=progress,
                                   overwrite=overwrite, executor=options)
     finally:
         progress.close()

@@ -84,7 +84,7 @@ def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
 
 
 def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, device: str | None = None,
-              overwrite: bool = False, plugins: Sequence[str | Path] = (), listener: Listener | None = None,
+              data_root: str | None = None, overwrite: bool = False, plugins: Sequence[str | Path] = (), listener: Listener | None = None,
               executor: ExecutorOptions | None = None) -> CompareResult:
     """Every entry's missing runs (resumable), then all tables and figures and <out>/REPORT.md.
 
@@ -97,7 +97,8 @@ def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, d
     runner = make_executor(options, plugins)
     results.check_writable(out)
     planned = [p for entry in plan.entries  # every grid is built (and checked) before anything runs
-               for p in plan_grid(entry.scenario, entry.strategies, entry.seeds, entry.sets, {"device": device})]
+               for p in plan_grid(entry.scenario, entry.strategies, entry.seeds, entry.sets,
+                                  {"device": device, "data_root": data_root})]
     outcomes = run_planned(planned, out, runner, listener, overwrite)  # one submission (two with match:)
     folders = list(dict.fromkeys(o.spec.scenario_label for o in outcomes))
     rendered = render(out, folders, title=plan.title, intro=plan.intro)
