@@ -84,8 +84,8 @@ def load_suite(path: str | Path | None, scale: str) -> SuitePlan:
 
 
 def run_suite(plan: SuitePlan, out: str | Path, *, workers: int | None = None, device: str | None = None,
-              data_root: str | None = None, overwrite: bool = False, plugins: Sequence[str | Path] = (), listener: Listener | None = None,
-              executor: ExecutorOptions | None = None) -> CompareResult:
+              data_root: str | None = None, overwrite: bool = False, plugins: Sequence[str | Path] = (),
+              listener: Listener | None = None, executor: ExecutorOptions | None = None) -> CompareResult:
     """Every entry's missing runs (resumable), then all tables and figures and <out>/REPORT.md.
 
     `executor` says where the runs execute (default: local, with `workers` or the suite's workers)."""
