@@ -52,8 +52,7 @@ def main() -> None:
     x_te = read_idx(args.source / "t10k-images-idx3-ubyte.gz", 3)
     y_te = read_idx(args.source / "t10k-labels-idx1-ubyte.gz", 1)
     folder.mkdir(parents=True)
-    for i in range(5):
-        part = slice(10_000 * i, 10_000 * (i + 1))
+    for i, part in enumerate(np.array_split(np.arange(len(y_tr)), 5)):  # 10,000 images each from Fashion-MNIST
         write(folder / f"data_batch_{i + 1}", cifar_rows(x_tr[part]), y_tr[part], f"training batch {i + 1} of 5")
     write(folder / "test_batch", cifar_rows(x_te), y_te, "testing batch 1 of 1")
     with (folder / "batches.meta").open("wb") as fh:

@@ -206,6 +206,9 @@ def load_cifar(name: str, folder: Path, train: list[str], test: list[str], label
     if missing:
         raise DataNotFoundError(f"{name}: {', '.join(missing)} not found in '{folder}'; run with --download on a "
                                 f"networked machine, or copy the python-version files to that folder.")
+    if _is_standin(folder / test[0]):  # written by benchmarks/cifar_standin.py: other images in CIFAR's format
+        log.warning("%s in '%s' is a stand-in (its %s says so): its numbers are not %s's; label them so.",
+                    name, folder, test[0], name)
     x_tr, y_tr = _concat([read_cifar_batch(folder / f, label_key) for f in train])  # (50000, 3, 32, 32)
     x_te, y_te = _concat([read_cifar_batch(folder / f, label_key) for f in test])  # (10000, 3, 32, 32)
     for labels, split in ((y_tr, "train"), (y_te, "test")):
@@ -213,6 +216,16 @@ def load_cifar(name: str, folder: Path, train: list[str], test: list[str], label
             raise DataNotFoundError(f"{name}: {split} labels in '{folder}' fall outside 0..{n_classes - 1}; "
                                     f"the files are not {name}'s.")
     return _to_tensors(name, x_tr, y_tr, x_te, y_te, n_classes)
+
+
+def _is_standin(path: Path) -> bool:
+    """True when a CIFAR pickle's batch_label marks it as a stand-in (benchmarks/cifar_standin.py)."""
+    try:
+        with path.open("rb") as fh:
+            label = _field(pickle.load(fh, encoding="bytes"), "batch_label")
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError, AttributeError):
+        return False  # read_cifar_batch names what is wrong with the file
+    return b"stand-in" in (label if isinstance(label, bytes) else str(label).encode())
 
 
 def _concat(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

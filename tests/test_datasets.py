@@ -243,3 +243,28 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match="downloading CIFAR10 .* failed") as err:
         load_dataset("cifar10", tmp_path, download=True)
     assert "\n" not in str(err.value) and str(tmp_path.resolve()) in str(err.value)
+
+
+def test_the_cifar_standin_script_writes_cifar_pickles_that_load_and_say_what_they_are(tmp_path, caplog):
+    import subprocess
+    import sys
+
+    source = tmp_path / "fmnist"
+    arrays = fabricate_idx(source, n_train=20, n_test=10)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cifar_standin.py"
+    command = [sys.executable, str(script), "--out", str(tmp_path / "standin"), "--source", str(source)]
+    subprocess.run(command, check=True, capture_output=True)
+    with caplog.at_level("WARNING", logger="scenarios.datasets"):
+        data = load_dataset("cifar10", tmp_path / "standin")
+    assert "is a stand-in" in caplog.text and "not cifar10's" in caplog.text
+    assert data.x_train.shape == (20, 3, 32, 32) and data.y_test.tolist() == arrays[IDX_FILES[3]].tolist()
+    image = torch.from_numpy(arrays[IDX_FILES[0]][7].astype(np.float32) / 255)
+    assert torch.equal(data.x_train[7, 2, 2:30, 2:30], image) and data.x_train[7, :, :2].abs().sum() == 0
+    assert torch.equal(data.x_train[7, 0], data.x_train[7, 1])  # the three planes are the same image
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode != 0 and "exists" in again.stderr and "nothing was overwritten" in again.stderr
+    caplog.clear()
+    fabricate_cifar10(tmp_path / "real")
+    datasets.clear_cache()
+    load_dataset("cifar10", tmp_path / "real")
+    assert "stand-in" not in caplog.text
