@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hywu_bench.data import ExperienceInfo, ExperienceTensors, ScenarioInfo, make_scenario
 from hywu_bench.models import build_backbone
 from hywu_bench.training import quiet_evaluator
 from strategies.hywu.generator import ARCHITECTURES, GeneratorConfig, build_generator, delta_distance, delta_gram
@@ -460,6 +461,26 @@ def test_rehearsal_and_balance_default_by_layout(backbone, options, expected):
     strategy = HYWUStrategy(model=model, options=HYWUOptions(hidden=16, bank_size=4, **options), warm_started=True,
                             evaluator=quiet_evaluator(), device="cpu")
     assert (strategy.rehearsal, strategy.balance) == expected, list(strategy.model.sites)
+
+
+def test_the_resnet_reads_its_head_input_and_rehearses_with_the_head_only_weights():
+    """The reduced ResNet-18 has no hidden Linear: the head's input is the condition, the head the only site,
+    and training rehearses anchors there (not the regulariser), with rehearsal 2 and the balance term."""
+    shape = (3, 8, 8)
+    model = build_backbone("resnet18", shape, 4, seed=0)
+    opts = HYWUOptions(anchors_per_experience=20, anchors_per_step=8, hidden=16, bank_size=4)
+    strategy = HYWUStrategy(model=model, options=opts, train_mb_size=16, train_epochs=1, device="cpu",
+                            evaluator=quiet_evaluator(), warm_started=True)
+    assert list(strategy.model.sites) == ["head"] and strategy.model.condition.reader.layer == "penultimate"
+    assert (strategy.rehearsal, strategy.balance) == (2.0, 1.0)
+    train = [ExperienceTensors(torch.rand(32, *shape), torch.tensor([2 * e, 2 * e + 1]).repeat(16))
+             for e in range(2)]
+    info = ScenarioInfo("fake", "class", 4, shape, tuple(ExperienceInfo(e, (2 * e, 2 * e + 1), "fake", 32, 32)
+                                                        for e in range(2)))
+    for exp in make_scenario(train, train, info).train_stream:
+        strategy.train(exp)
+    assert strategy.model.rehearsable() and strategy.beta == 0.0
+    assert strategy.last_anchor_loss is not None and strategy.last_regulariser is None
 
 
 def test_a_run_without_the_shared_warm_start_resumes_exactly_after_a_crash(tmp_path, crash_after_second_experience):
