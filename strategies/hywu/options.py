@@ -40,7 +40,8 @@ class HYWUOptions:
     hidden: int = 64  # generator width (mlp trunk, bank coefficient net); bank only: 0 = a linear router
     train_bank_A: bool = True  # False: the bank's A factors stay at their random init (cheaper)
     condition: str = "auto"  # kinds joined by '+'; auto: features, or features+token on token streams
-    condition_layer: str = "auto"  # base layer read by `features`; auto: the first candidate layer
+    condition_layer: str = "auto"  # base layer read by `features`; auto: the first hidden Linear, else the
+    # output layer's input ("penultimate"); model.resolve_layout
     anchors_per_experience: int = 200  # condition anchors kept from each experience
     anchor_selection: Literal["random", "herding"] = "random"  # herding: per class, near the class mean
     anchors_per_step: int = 64  # anchors drawn for rehearsal and the regulariser at every step
