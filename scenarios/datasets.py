@@ -176,20 +176,21 @@ def load_fashion_mnist(root: Path) -> TensorData:
 # ---------------------------------------------------------------------------------------------------
 # CIFAR pickles
 
-def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR python pickle: uint8 images (N, 3, 32, 32) and labels (N,)."""
+def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """One CIFAR python pickle: uint8 images (N, 3, 32, 32), labels (N,) and its batch_label (b"" if none)."""
     try:
         with path.open("rb") as fh:
             batch = pickle.load(fh, encoding="bytes")
         data = np.asarray(_field(batch, "data"), dtype=np.uint8)  # (N, 3072): R, G, B planes of 32x32
         labels = np.asarray(_field(batch, label_key), dtype=np.int64)  # (N,)
+        name = batch.get(b"batch_label", batch.get("batch_label", b""))
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError, AttributeError) as err:
         raise DataNotFoundError(f"cannot read CIFAR batch '{path}' ({type(err).__name__}: {err}); the file is "
                                 f"corrupt or truncated: delete it and fetch it again.") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
         raise DataNotFoundError(f"CIFAR batch '{path}' has data of shape {data.shape} and {labels.shape[0]} "
                                 f"labels, expected (N, 3072) and N; replace it with the original file.")
-    return data.reshape(-1, 3, 32, 32), labels
+    return data.reshape(-1, 3, 32, 32), labels, name if isinstance(name, bytes) else str(name).encode()
 
 
 def _field(batch: Any, key: str) -> Any:
@@ -206,11 +207,12 @@ def load_cifar(name: str, folder: Path, train: list[str], test: list[str], label
     if missing:
         raise DataNotFoundError(f"{name}: {', '.join(missing)} not found in '{folder}'; run with --download on a "
                                 f"networked machine, or copy the python-version files to that folder.")
-    if _is_standin(folder / test[0]):  # written by benchmarks/cifar_standin.py: other images in CIFAR's format
+    test_batches = [read_cifar_batch(folder / f, label_key) for f in test]
+    if b"stand-in" in test_batches[0][2]:  # written by benchmarks/cifar_standin.py: other images in CIFAR's format
         log.warning("%s in '%s' is a stand-in (its %s says so): its numbers are not %s's; label them so.",
                     name, folder, test[0], name)
     x_tr, y_tr = _concat([read_cifar_batch(folder / f, label_key) for f in train])  # (50000, 3, 32, 32)
-    x_te, y_te = _concat([read_cifar_batch(folder / f, label_key) for f in test])  # (10000, 3, 32, 32)
+    x_te, y_te = _concat(test_batches)  # (10000, 3, 32, 32)
     for labels, split in ((y_tr, "train"), (y_te, "test")):
         if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
             raise DataNotFoundError(f"{name}: {split} labels in '{folder}' fall outside 0..{n_classes - 1}; "
@@ -218,18 +220,8 @@ def load_cifar(name: str, folder: Path, train: list[str], test: list[str], label
     return _to_tensors(name, x_tr, y_tr, x_te, y_te, n_classes)
 
 
-def _is_standin(path: Path) -> bool:
-    """True when a CIFAR pickle's batch_label marks it as a stand-in (benchmarks/cifar_standin.py)."""
-    try:
-        with path.open("rb") as fh:
-            label = _field(pickle.load(fh, encoding="bytes"), "batch_label")
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError, AttributeError):
-        return False  # read_cifar_batch names what is wrong with the file
-    return b"stand-in" in (label if isinstance(label, bytes) else str(label).encode())
-
-
-def _concat(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+def _concat(batches: list[tuple[np.ndarray, np.ndarray, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 def load_cifar10(root: Path) -> TensorData:
